@@ -1,0 +1,66 @@
+package focus
+
+import (
+	"sort"
+	"sync"
+)
+
+// Conference is a set of participants and the tracks they publish.
+type Conference struct {
+	sfu *SFU
+	id  ConferenceID
+
+	mu           sync.Mutex
+	participants map[ParticipantID]*Participant
+	tracks       []*UpTrack // in publish order
+}
+
+func newConference(s *SFU, id ConferenceID) *Conference {
+	return &Conference{sfu: s, id: id, participants: make(map[ParticipantID]*Participant)}
+}
+
+// ID returns the conference's key.
+func (c *Conference) ID() ConferenceID { return c.id }
+
+// Participants returns the participants, ordered by ID.
+func (c *Conference) Participants() []*Participant {
+	c.mu.Lock()
+	out := make([]*Participant, 0, len(c.participants))
+	for _, p := range c.participants {
+		out = append(out, p)
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].info.ID < out[j].info.ID })
+	return out
+}
+
+// Participant returns the participant id, or nil.
+func (c *Conference) Participant(id ParticipantID) *Participant {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.participants[id]
+}
+
+// Tracks returns the published tracks, oldest first.
+func (c *Conference) Tracks() []*UpTrack {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*UpTrack(nil), c.tracks...)
+}
+
+func (c *Conference) addTrack(t *UpTrack) {
+	c.mu.Lock()
+	c.tracks = append(c.tracks, t)
+	c.mu.Unlock()
+}
+
+func (c *Conference) removeTrack(t *UpTrack) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, o := range c.tracks {
+		if o == t {
+			c.tracks = append(c.tracks[:i], c.tracks[i+1:]...)
+			return
+		}
+	}
+}

@@ -1,0 +1,196 @@
+package focus
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configure an SFU.
+type Options struct {
+	Log zerolog.Logger
+	// MaxParticipantsPerConference and MaxParticipants bound the control
+	// plane; zero means unlimited.
+	MaxParticipantsPerConference int
+	MaxParticipants              int
+	// KeyframeInterval is the minimum spacing of keyframe requests sent to
+	// one publisher layer. Zero means 500 ms.
+	KeyframeInterval time.Duration
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// SFU is the registry of conferences and the source of events.
+type SFU struct {
+	opts Options
+	log  zerolog.Logger
+	now  func() time.Time
+
+	mu           sync.Mutex
+	conferences  map[ConferenceID]*Conference
+	participants int
+	closed       bool
+
+	handlersMu sync.Mutex
+	handlers   atomic.Pointer[[]*handler]
+}
+
+type handler struct{ fn func(Event) }
+
+// New returns an SFU with no conferences.
+func New(opts Options) *SFU {
+	if opts.KeyframeInterval <= 0 {
+		opts.KeyframeInterval = 500 * time.Millisecond
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &SFU{
+		opts:        opts,
+		log:         opts.Log,
+		now:         now,
+		conferences: make(map[ConferenceID]*Conference),
+	}
+	s.handlers.Store(&[]*handler{})
+	return s
+}
+
+// OnEvent registers fn to receive every event, and returns a function that
+// unregisters it.
+func (s *SFU) OnEvent(fn func(Event)) (cancel func()) {
+	h := &handler{fn: fn}
+	s.handlersMu.Lock()
+	old := *s.handlers.Load()
+	next := make([]*handler, 0, len(old)+1)
+	next = append(append(next, old...), h)
+	s.handlers.Store(&next)
+	s.handlersMu.Unlock()
+	return func() {
+		s.handlersMu.Lock()
+		defer s.handlersMu.Unlock()
+		old := *s.handlers.Load()
+		next := make([]*handler, 0, len(old))
+		for _, o := range old {
+			if o != h {
+				next = append(next, o)
+			}
+		}
+		s.handlers.Store(&next)
+	}
+}
+
+func (s *SFU) emit(events ...Event) {
+	hs := *s.handlers.Load()
+	for _, ev := range events {
+		for _, h := range hs {
+			h.fn(ev)
+		}
+	}
+}
+
+// Join adds a participant to the conference id, creating the conference
+// when it does not exist yet.
+func (s *SFU) Join(id ConferenceID, info ParticipantInfo) (*Participant, error) {
+	if info.ID == "" {
+		info.ID = ParticipantID("PA_" + randomID())
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s.opts.MaxParticipants > 0 && s.participants >= s.opts.MaxParticipants {
+		s.mu.Unlock()
+		return nil, ErrServerFull
+	}
+	c := s.conferences[id]
+	if c == nil {
+		c = newConference(s, id)
+		s.conferences[id] = c
+	}
+	c.mu.Lock()
+	if max := s.opts.MaxParticipantsPerConference; max > 0 && len(c.participants) >= max {
+		empty := len(c.participants) == 0
+		c.mu.Unlock()
+		if empty {
+			delete(s.conferences, id)
+		}
+		s.mu.Unlock()
+		return nil, ErrConferenceFull
+	}
+	p := newParticipant(c, info)
+	c.participants[p.info.ID] = p
+	c.mu.Unlock()
+	s.participants++
+	s.mu.Unlock()
+
+	p.log.Debug().Msg("participant joined")
+	s.emit(ParticipantJoined{Conference: c, Participant: p})
+	return p, nil
+}
+
+// leave removes p from its conference; the conference goes when empty.
+func (s *SFU) leave(p *Participant) {
+	c := p.conf
+	s.mu.Lock()
+	c.mu.Lock()
+	if _, ok := c.participants[p.info.ID]; ok {
+		delete(c.participants, p.info.ID)
+		s.participants--
+	}
+	if len(c.participants) == 0 && s.conferences[c.id] == c {
+		delete(s.conferences, c.id)
+	}
+	c.mu.Unlock()
+	s.mu.Unlock()
+}
+
+// Conference returns the conference id, or nil.
+func (s *SFU) Conference(id ConferenceID) *Conference {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conferences[id]
+}
+
+// Conferences returns every conference.
+func (s *SFU) Conferences() []*Conference {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Conference, 0, len(s.conferences))
+	for _, c := range s.conferences {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Participants returns how many participants the SFU holds.
+func (s *SFU) Participants() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.participants
+}
+
+// Close makes every participant leave and refuses new ones.
+func (s *SFU) Close() {
+	s.mu.Lock()
+	s.closed = true
+	var all []*Participant
+	for _, c := range s.conferences {
+		all = append(all, c.Participants()...)
+	}
+	s.mu.Unlock()
+	for _, p := range all {
+		p.Leave()
+	}
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
