@@ -1,0 +1,42 @@
+package rtc
+
+import (
+	"fmt"
+
+	"github.com/pion/logging"
+	"github.com/rs/zerolog"
+)
+
+// loggerFactory routes pion's logs into zerolog. pion is chatty about
+// conditions that are normal for a server (peers that vanish, late
+// packets), so its warnings go out at debug and its errors as warnings.
+type loggerFactory struct{ log zerolog.Logger }
+
+func newLoggerFactory(log zerolog.Logger) *loggerFactory { return &loggerFactory{log: log} }
+
+func (f *loggerFactory) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{log: f.log.With().Str("pion", scope).Logger()}
+}
+
+type pionLogger struct{ log zerolog.Logger }
+
+func (l pionLogger) Trace(msg string) { l.log.Trace().Msg(msg) }
+func (l pionLogger) Tracef(format string, args ...interface{}) {
+	l.log.Trace().Msg(fmt.Sprintf(format, args...))
+}
+func (l pionLogger) Debug(msg string) { l.log.Trace().Msg(msg) }
+func (l pionLogger) Debugf(format string, args ...interface{}) {
+	l.log.Trace().Msg(fmt.Sprintf(format, args...))
+}
+func (l pionLogger) Info(msg string) { l.log.Debug().Msg(msg) }
+func (l pionLogger) Infof(format string, args ...interface{}) {
+	l.log.Debug().Msg(fmt.Sprintf(format, args...))
+}
+func (l pionLogger) Warn(msg string) { l.log.Debug().Msg(msg) }
+func (l pionLogger) Warnf(format string, args ...interface{}) {
+	l.log.Debug().Msg(fmt.Sprintf(format, args...))
+}
+func (l pionLogger) Error(msg string) { l.log.Warn().Msg(msg) }
+func (l pionLogger) Errorf(format string, args ...interface{}) {
+	l.log.Warn().Msg(fmt.Sprintf(format, args...))
+}

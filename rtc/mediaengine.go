@@ -1,0 +1,117 @@
+package rtc
+
+import (
+	"fmt"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: webrtc.TypeRTCPFBGoogREMB},
+	{Type: webrtc.TypeRTCPFBTransportCC},
+	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+	{Type: webrtc.TypeRTCPFBNACK},
+	{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+}
+
+// Codecs lists the codecs the focus forwards, in order of preference.
+// Payloads are never decoded, so any profile a publisher and a subscriber
+// share will do.
+var Codecs = []webrtc.RTPCodecParameters{
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1", RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}}, PayloadType: 111},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback}, PayloadType: 96},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: videoFeedback}, PayloadType: 98},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=2", RTCPFeedback: videoFeedback}, PayloadType: 100},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFeedback}, PayloadType: 102},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", RTCPFeedback: videoFeedback}, PayloadType: 127},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFeedback}, PayloadType: 125},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", RTCPFeedback: videoFeedback}, PayloadType: 123},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", RTCPFeedback: videoFeedback}, PayloadType: 119},
+	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, SDPFmtpLine: "level-idx=5;profile=0;tier=0", RTCPFeedback: videoFeedback}, PayloadType: 45},
+}
+
+// Header extensions forwarded or used by the focus.
+var (
+	audioExtensions = []string{
+		sdp.SDESMidURI,
+		sdp.AudioLevelURI,
+	}
+	videoExtensions = []string{
+		sdp.SDESMidURI,
+		sdp.SDESRTPStreamIDURI,
+		sdp.SDESRepairRTPStreamIDURI,
+		"urn:3gpp:video-orientation",
+		"http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+		"https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension",
+		"http://www.webrtc.org/experiments/rtp-hdrext/video-layers-allocation00",
+		"http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time",
+	}
+)
+
+func newMediaEngine() (*webrtc.MediaEngine, error) {
+	m := &webrtc.MediaEngine{}
+	for _, c := range Codecs {
+		kind := webrtc.RTPCodecTypeVideo
+		if c.MimeType == webrtc.MimeTypeOpus {
+			kind = webrtc.RTPCodecTypeAudio
+		}
+		if err := m.RegisterCodec(c, kind); err != nil {
+			return nil, fmt.Errorf("rtc: register codec %s: %w", c.MimeType, err)
+		}
+	}
+	for kind, uris := range map[webrtc.RTPCodecType][]string{
+		webrtc.RTPCodecTypeAudio: audioExtensions,
+		webrtc.RTPCodecTypeVideo: videoExtensions,
+	} {
+		for _, uri := range uris {
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, kind); err != nil {
+				return nil, fmt.Errorf("rtc: register extension %s: %w", uri, err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// registerInterceptors chooses pion's interceptors per direction. Each
+// acts only on the streams of its direction, so one registry serves
+// connections that publish, subscribe, or both:
+//   - from publishers: NACK generation, receiver reports, TWCC feedback;
+//   - to subscribers: the transport-wide sequence number extension.
+//
+// Left out on purpose: the NACK responder (it copies every outgoing
+// packet per connection), the stats interceptor (it clones headers), and
+// the sender-report generator (the core translates the publisher's own
+// reports, which keeps lip-sync; pion's would stamp forwarding time).
+func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return fmt.Errorf("rtc: nack generator: %w", err)
+	}
+	reg.Add(gen)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return fmt.Errorf("rtc: receiver reports: %w", err)
+	}
+	reg.Add(rr)
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return fmt.Errorf("rtc: register transport-cc: %w", err)
+		}
+	}
+	fb, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return fmt.Errorf("rtc: twcc feedback: %w", err)
+	}
+	reg.Add(fb)
+	ext, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		return fmt.Errorf("rtc: twcc extension: %w", err)
+	}
+	reg.Add(ext)
+	return nil
+}

@@ -1,0 +1,218 @@
+package rtc
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/focus"
+)
+
+// TrackInfo describes a remote track for the core. Layers is left for
+// the caller, which knows the simulcast RIDs from the description.
+func TrackInfo(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) focus.TrackInfo {
+	c := track.Codec()
+	info := focus.TrackInfo{
+		StreamID: track.StreamID(),
+		Kind:     Kind(track.Kind()),
+		Codec: focus.Codec{
+			MimeType:  c.MimeType,
+			ClockRate: c.ClockRate,
+			Channels:  c.Channels,
+			Fmtp:      c.SDPFmtpLine,
+		},
+	}
+	for _, e := range receiver.GetParameters().HeaderExtensions {
+		info.Extensions = append(info.Extensions, focus.HeaderExtension{ID: uint8(e.ID), URI: e.URI})
+	}
+	return info
+}
+
+// Kind converts pion's codec type.
+func Kind(t webrtc.RTPCodecType) focus.Kind {
+	switch t {
+	case webrtc.RTPCodecTypeAudio:
+		return focus.KindAudio
+	case webrtc.RTPCodecTypeVideo:
+		return focus.KindVideo
+	}
+	return 0
+}
+
+// Receive feeds a remote track into the core until the track ends: RTP
+// into up's layer for the track's RID, and the publisher's RTCP (sender
+// reports) into up.HandleRTCP. It returns when both loops have ended.
+func Receive(up *focus.UpTrack, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, log zerolog.Logger) {
+	layer := up.Layer(track.RID())
+	if layer < 0 {
+		log.Warn().Str("rid", track.RID()).Msg("track has an unknown simulcast layer; ignored")
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			var n int
+			var err error
+			if rid := track.RID(); rid != "" {
+				n, _, err = receiver.ReadSimulcast(buf, rid)
+			} else {
+				n, _, err = receiver.Read(buf)
+			}
+			if err != nil {
+				return
+			}
+			pkts, err := rtcp.Unmarshal(buf[:n])
+			if err != nil {
+				continue
+			}
+			up.HandleRTCP(pkts)
+		}
+	}()
+
+	buf := make([]byte, 1500)
+	var malformed int
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				log.Debug().Err(err).Msg("read rtp")
+			}
+			break
+		}
+		if err := up.HandleRTP(layer, buf[:n]); err != nil {
+			malformed++
+			if malformed == 1 || malformed%1000 == 0 {
+				log.Debug().Err(err).Int("count", malformed).Msg("malformed rtp")
+			}
+		}
+	}
+	wg.Wait()
+}
+
+// LocalTrack adapts a core DownTrack to pion's TrackLocal, so it can be
+// added to a PeerConnection. pion binds it once negotiation settles.
+type LocalTrack struct {
+	down     *focus.DownTrack
+	id       string
+	streamID string
+	rtcpW    focus.RTCPWriter
+	log      zerolog.Logger
+
+	mu   sync.Mutex
+	done chan struct{} // closed when the RTCP loop of the current binding ends
+}
+
+// NewLocalTrack wraps d. rtcpW (the subscriber's PeerConnection) carries
+// the sender reports of the track.
+func NewLocalTrack(d *focus.DownTrack, id, streamID string, rtcpW focus.RTCPWriter, log zerolog.Logger) *LocalTrack {
+	return &LocalTrack{down: d, id: id, streamID: streamID, rtcpW: rtcpW, log: log}
+}
+
+// Bind implements webrtc.TrackLocal.
+func (t *LocalTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, ok := matchCodec(t.down.Codec(), ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	exts := make([]focus.HeaderExtension, 0, len(ctx.HeaderExtensions()))
+	for _, e := range ctx.HeaderExtensions() {
+		exts = append(exts, focus.HeaderExtension{ID: uint8(e.ID), URI: e.URI})
+	}
+	t.down.Bind(focus.Binding{
+		SSRC:        uint32(ctx.SSRC()),
+		PayloadType: uint8(codec.PayloadType),
+		Extensions:  exts,
+		Writer:      ctx.WriteStream(),
+		RTCP:        t.rtcpW,
+	})
+	done := make(chan struct{})
+	t.mu.Lock()
+	t.done = done
+	t.mu.Unlock()
+	go t.readRTCP(ctx.RTCPReader(), done)
+	return codec, nil
+}
+
+func (t *LocalTrack) readRTCP(r interceptor.RTCPReader, done chan struct{}) {
+	defer close(done)
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := r.Read(buf, interceptor.Attributes{})
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		t.down.HandleRTCP(pkts)
+	}
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (t *LocalTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.down.Unbind()
+	return nil
+}
+
+// Wait blocks until the RTCP loop of the last binding has ended; pion
+// ends it when the sender stops.
+func (t *LocalTrack) Wait() {
+	t.mu.Lock()
+	done := t.done
+	t.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// ID implements webrtc.TrackLocal.
+func (t *LocalTrack) ID() string { return t.id }
+
+// RID implements webrtc.TrackLocal.
+func (t *LocalTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal.
+func (t *LocalTrack) StreamID() string { return t.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (t *LocalTrack) Kind() webrtc.RTPCodecType {
+	if t.down.Kind() == focus.KindAudio {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// DownTrack returns the core track behind t.
+func (t *LocalTrack) DownTrack() *focus.DownTrack { return t.down }
+
+// matchCodec picks the negotiated codec for c: the same format
+// parameters if offered, else the same MIME type.
+func matchCodec(c focus.Codec, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var byMime *webrtc.RTPCodecParameters
+	for i := range offered {
+		o := &offered[i]
+		if !strings.EqualFold(o.MimeType, c.MimeType) {
+			continue
+		}
+		if strings.EqualFold(o.SDPFmtpLine, c.Fmtp) {
+			return *o, true
+		}
+		if byMime == nil {
+			byMime = o
+		}
+	}
+	if byMime == nil {
+		return webrtc.RTPCodecParameters{}, false
+	}
+	return *byMime, true
+}
