@@ -104,3 +104,25 @@ func hasSupportedCodec(m *sdp.MediaDescription) bool {
 	}
 	return false
 }
+
+// OfferedCodecs returns the lower-case MIME types ("video/vp8") offered
+// in any audio or video section. A malformed offer yields none.
+func OfferedCodecs(offer string) map[string]bool {
+	out := map[string]bool{}
+	var s sdp.SessionDescription
+	if err := s.UnmarshalString(offer); err != nil {
+		return out
+	}
+	for _, m := range s.MediaDescriptions {
+		for _, a := range m.Attributes {
+			if a.Key != "rtpmap" {
+				continue
+			}
+			if _, enc, ok := strings.Cut(a.Value, " "); ok {
+				name, _, _ := strings.Cut(enc, "/")
+				out[strings.ToLower(m.MediaName.Media+"/"+name)] = true
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package whip
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/rtc"
+)
+
+// pickSources chooses what a new viewer of room watches: the tracks of
+// the pinned publisher, or else of the one that started publishing
+// last. One track per kind.
+func (s *Server) pickSources(room string, pinned focus.ParticipantID) []*focus.UpTrack {
+	c := s.opts.SFU.Conference(focus.ConferenceID(confPrefix + room))
+	if c == nil {
+		return nil
+	}
+	var owner *focus.Participant
+	if pinned != "" {
+		owner = c.Participant(pinned)
+	} else if tracks := c.Tracks(); len(tracks) > 0 {
+		owner = tracks[len(tracks)-1].Owner()
+	}
+	if owner == nil {
+		return nil
+	}
+	var out []*focus.UpTrack
+	seen := map[focus.Kind]bool{}
+	for _, t := range owner.Tracks() {
+		if !seen[t.Kind()] {
+			seen[t.Kind()] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// subscribe adds a down track per source whose codec the viewer offers.
+func (sess *session) subscribe(offer string, sources []*focus.UpTrack) *httpError {
+	offered := rtc.OfferedCodecs(offer)
+	var missing []string
+	for _, src := range sources {
+		if !offered[strings.ToLower(src.Codec().MimeType)] {
+			missing = append(missing, src.Codec().MimeType)
+			continue
+		}
+		d, err := sess.part.Subscribe(src)
+		if err != nil {
+			return reject(http.StatusServiceUnavailable, "subscribe: %v", err)
+		}
+		lt := rtc.NewLocalTrack(d, d.Kind().String(), "focus-"+sess.room, sess.pc, sess.log)
+		if _, err := sess.pc.AddTrack(lt); err != nil {
+			d.Close()
+			return reject(http.StatusBadRequest, "offer has no %s section to send on: %v", d.Kind(), err)
+		}
+		sess.mu.Lock()
+		sess.locals = append(sess.locals, lt)
+		sess.mu.Unlock()
+	}
+	if len(sess.locals) == 0 {
+		return reject(http.StatusUnprocessableEntity, "offer has none of the published codecs (%s)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// onEvent keeps viewers watching: when the track a viewer watched ends,
+// its down track moves to the newest live track of the same kind and
+// codec in the room, with no renegotiation; an idle down track takes up
+// a newly published track.
+func (s *Server) onEvent(ev focus.Event) {
+	switch ev := ev.(type) {
+	case focus.TrackUnpublished:
+		room, ok := strings.CutPrefix(string(ev.Conference.ID()), confPrefix)
+		if !ok {
+			return
+		}
+		for _, sess := range s.roomSessions(room) {
+			for _, d := range sess.idleDownTracks(ev.Track.Kind()) {
+				if src := newestSource(ev.Conference, d, sess.pinned); src != nil {
+					s.retarget(sess, d, src)
+				}
+			}
+		}
+	case focus.TrackPublished:
+		room, ok := strings.CutPrefix(string(ev.Conference.ID()), confPrefix)
+		if !ok {
+			return
+		}
+		for _, sess := range s.roomSessions(room) {
+			if sess.pinned != "" && sess.pinned != ev.Participant.ID() {
+				continue
+			}
+			for _, d := range sess.idleDownTracks(ev.Track.Kind()) {
+				if sameCodec(d, ev.Track) {
+					s.retarget(sess, d, ev.Track)
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) retarget(sess *session, d *focus.DownTrack, src *focus.UpTrack) {
+	if err := d.SetSource(src); err != nil {
+		sess.log.Debug().Err(err).Msg("move viewer to new source")
+		return
+	}
+	sess.log.Info().Str("track", string(src.ID())).Str("publisher", string(src.Owner().ID())).Msg("viewer follows new source")
+}
+
+// idleDownTracks returns a viewer's down tracks of kind that have no
+// source.
+func (sess *session) idleDownTracks(kind focus.Kind) []*focus.DownTrack {
+	if sess.kind != viewer {
+		return nil
+	}
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	var out []*focus.DownTrack
+	for _, lt := range sess.locals {
+		if d := lt.DownTrack(); d.Kind() == kind && d.Source() == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func newestSource(c *focus.Conference, d *focus.DownTrack, pinned focus.ParticipantID) *focus.UpTrack {
+	tracks := c.Tracks()
+	for i := len(tracks) - 1; i >= 0; i-- {
+		t := tracks[i]
+		if pinned != "" && t.Owner().ID() != pinned {
+			continue
+		}
+		if sameCodec(d, t) {
+			return t
+		}
+	}
+	return nil
+}
+
+func sameCodec(d *focus.DownTrack, t *focus.UpTrack) bool {
+	return d.Kind() == t.Kind() && strings.EqualFold(d.Codec().MimeType, t.Codec().MimeType)
+}
