@@ -1,0 +1,415 @@
+package focus
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+func TestForwardStartsAtKeyframeAndRewrites(t *testing.T) {
+	f := newFixture(t, vp8, KindVideo, nil)
+	_, w, _ := f.subscriber(t, f.up, nil)
+
+	seq, ts := uint16(65530), uint32(1000)
+	send := func(key bool) {
+		if err := f.up.HandleRTP(0, packet(t, 0x1234, seq, ts, vp8Payload(key, byte(seq)), nil)); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		ts += 3000
+	}
+	send(false)
+	send(false)
+	if n := len(w.packets()); n != 0 {
+		t.Fatalf("forwarded %d packets before a keyframe", n)
+	}
+	send(true)
+	for i := 0; i < 10; i++ { // crosses the sequence wrap
+		send(false)
+	}
+	got := w.packets()
+	if len(got) != 11 {
+		t.Fatalf("got %d packets, want 11", len(got))
+	}
+	if !isVP8Keyframe(got[0].Payload) {
+		t.Fatal("first forwarded packet is not a keyframe")
+	}
+	for i, p := range got {
+		if p.SSRC != 0xdddd0001 || p.PayloadType != 100 {
+			t.Fatalf("packet %d: ssrc %x pt %d, want the subscriber's", i, p.SSRC, p.PayloadType)
+		}
+		if i > 0 {
+			if p.SequenceNumber != got[i-1].SequenceNumber+1 {
+				t.Fatalf("packet %d: seq %d after %d", i, p.SequenceNumber, got[i-1].SequenceNumber)
+			}
+			if p.Timestamp-got[i-1].Timestamp != 3000 {
+				t.Fatalf("packet %d: timestamp step %d", i, p.Timestamp-got[i-1].Timestamp)
+			}
+		}
+		if want := vp8Payload(i == 0, byte(65532+i)); !bytes.Equal(p.Payload, want) {
+			t.Fatalf("packet %d: payload %x, want %x", i, p.Payload, want)
+		}
+	}
+}
+
+func TestAudioForwardsAtOnce(t *testing.T) {
+	f := newFixture(t, opus, KindAudio, nil)
+	_, w, _ := f.subscriber(t, f.up, nil)
+	for i := 0; i < 5; i++ {
+		if err := f.up.HandleRTP(0, packet(t, 7, uint16(i), uint32(i*960), []byte{0xfc, byte(i)}, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(w.packets()); n != 5 {
+		t.Fatalf("got %d audio packets, want 5", n)
+	}
+	if f.upRTC.plis() != 0 {
+		t.Fatal("audio track was asked for a keyframe")
+	}
+}
+
+func TestKeyframeBurstCostsOneRequest(t *testing.T) {
+	f := newFixture(t, vp8, KindVideo, nil)
+	// The publisher's SSRC is known once a packet has arrived.
+	if err := f.up.HandleRTP(0, packet(t, 0x1234, 1, 0, vp8Payload(false), nil)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		f.subscriber(t, f.up, nil)
+		f.clock.Advance(4 * time.Millisecond)
+	}
+	if n := f.upRTC.plis(); n != 1 {
+		t.Fatalf("100 new subscribers within 400 ms sent %d PLIs, want 1", n)
+	}
+	// The keyframe arrives and serves them all.
+	if err := f.up.HandleRTP(0, packet(t, 0x1234, 2, 3000, vp8Payload(true), nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range f.up.Owner().Conference().Participants() {
+		for _, d := range p.DownTracks() {
+			d.mu.Lock()
+			started := d.munger.started
+			d.mu.Unlock()
+			if !started {
+				t.Fatal("a subscriber did not start at the shared keyframe")
+			}
+		}
+	}
+	// A request right after is held back by the rate limit, then sent.
+	d, _, _ := f.subscriber(t, f.up, nil)
+	if n := f.upRTC.plis(); n != 1 {
+		t.Fatalf("request inside the interval sent a PLI (%d)", n)
+	}
+	f.clock.Advance(600 * time.Millisecond)
+	if err := f.up.HandleRTP(0, packet(t, 0x1234, 3, 6000, vp8Payload(false), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.upRTC.plis(); n != 2 {
+		t.Fatalf("pending request was not sent after the interval: %d PLIs", n)
+	}
+	// A subscriber's own PLI goes upstream, rate-limited.
+	f.clock.Advance(time.Second)
+	d.HandleRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{}})
+	d.HandleRTCP([]rtcp.Packet{&rtcp.FullIntraRequest{}})
+	if n := f.upRTC.plis(); n != 3 {
+		t.Fatalf("subscriber PLI+FIR gave %d PLIs in total, want 3", n)
+	}
+}
+
+func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
+	f := newFixture(t, vp8, KindVideo, nil)
+	d, w, _ := f.subscriber(t, f.up, nil)
+	for i := 0; i < 5; i++ {
+		if err := f.up.HandleRTP(0, packet(t, 0xaaaa, uint16(100+i), uint32(9000+i*3000), vp8Payload(i == 0), nil)); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(33 * time.Millisecond)
+	}
+	f.pub.Leave() // the publisher goes
+	if d.Source() != nil {
+		t.Fatal("down track kept a closed source")
+	}
+	pub2, err := f.sfu.Join("c", ParticipantInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up2, err := pub2.Publish(TrackInfo{Kind: KindVideo, Codec: vp8}, &rtcpRecorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SetSource(up2); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	// The new source starts mid-GOP: nothing goes out until its keyframe.
+	for i := 0; i < 3; i++ {
+		if err := up2.HandleRTP(0, packet(t, 0xbbbb, uint16(40000+i), uint32(777777+i*3000), vp8Payload(i == 2), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := up2.HandleRTP(0, packet(t, 0xbbbb, 40003, 780777, vp8Payload(false), nil)); err != nil {
+		t.Fatal(err)
+	}
+	got := w.packets()
+	if len(got) != 7 {
+		t.Fatalf("got %d packets, want 5 + 2", len(got))
+	}
+	before, after := got[4], got[5]
+	if after.SSRC != before.SSRC {
+		t.Fatal("SSRC changed across the source switch")
+	}
+	if after.SequenceNumber != before.SequenceNumber+1 || got[6].SequenceNumber != after.SequenceNumber+1 {
+		t.Fatalf("sequence jumps across the switch: %d → %d → %d", before.SequenceNumber, after.SequenceNumber, got[6].SequenceNumber)
+	}
+	// 1 s + 33 ms of wall clock passed: the timestamp advances by as much.
+	if step := after.Timestamp - before.Timestamp; step < 90000 || step > 96000 {
+		t.Fatalf("timestamp step across the switch is %d, want about 93000", step)
+	}
+	if !isVP8Keyframe(after.Payload) {
+		t.Fatal("first packet of the new source is not a keyframe")
+	}
+}
+
+func TestHeaderExtensionsRemapped(t *testing.T) {
+	up := []HeaderExtension{{1, extAudioLevel}, {3, extTWCC}, {4, extMid}}
+	down := []HeaderExtension{{5, extAudioLevel}, {2, extTWCC}, {9, extMid}}
+	f := newFixture(t, opus, KindAudio, up)
+	_, w, _ := f.subscriber(t, f.up, down)
+	exts := map[uint8][]byte{1: {0x85}, 3: {0x00, 0x07}, 4: []byte("0")}
+	if err := f.up.HandleRTP(0, packet(t, 1, 1, 1, []byte{1}, exts)); err != nil {
+		t.Fatal(err)
+	}
+	got := w.packets()
+	if len(got) != 1 {
+		t.Fatalf("got %d packets", len(got))
+	}
+	h := got[0].Header
+	if p := h.GetExtension(5); !bytes.Equal(p, []byte{0x85}) {
+		t.Fatalf("audio level not remapped to id 5: %x", p)
+	}
+	for _, id := range []uint8{1, 2, 3, 4, 9} {
+		if h.GetExtension(id) != nil {
+			t.Fatalf("extension id %d forwarded; the publisher's connection extensions must be dropped", id)
+		}
+	}
+}
+
+func TestSenderReportTranslated(t *testing.T) {
+	f := newFixture(t, opus, KindAudio, nil)
+	_, _, sub := f.subscriber(t, f.up, nil)
+	if err := f.up.HandleRTP(0, packet(t, 42, 1, 5000, []byte{1}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	f.up.HandleRTCP([]rtcp.Packet{&rtcp.SenderReport{SSRC: 42, NTPTime: 0xabcdef, RTPTime: 5960}})
+	f.up.HandleRTCP([]rtcp.Packet{&rtcp.SenderReport{SSRC: 99, NTPTime: 1, RTPTime: 1}}) // not ours
+	srs := sub.senderReports()
+	if len(srs) != 1 {
+		t.Fatalf("got %d sender reports, want 1", len(srs))
+	}
+	sr := srs[0]
+	if sr.SSRC != 0xdddd0001 || sr.NTPTime != 0xabcdef || sr.RTPTime != 5960 || sr.PacketCount != 1 || sr.OctetCount != 1 {
+		t.Fatalf("sender report %+v", sr)
+	}
+}
+
+func TestPublisherLeaveEndsSubscriptions(t *testing.T) {
+	f := newFixture(t, vp8, KindVideo, nil)
+	d, _, _ := f.subscriber(t, f.up, nil)
+	if f.up.Subscribers() != 1 {
+		t.Fatal("subscriber not attached")
+	}
+	var events []string
+	f.sfu.OnEvent(func(ev Event) {
+		switch ev.(type) {
+		case TrackUnpublished:
+			events = append(events, "unpublished")
+		case ParticipantLeft:
+			events = append(events, "left")
+		}
+	})
+	f.pub.Leave()
+	f.pub.Leave() // twice is fine
+	if d.Source() != nil || f.up.Subscribers() != 0 || !f.up.Closed() {
+		t.Fatal("subscription survived its publisher")
+	}
+	if len(events) != 2 || events[0] != "unpublished" || events[1] != "left" {
+		t.Fatalf("events %v", events)
+	}
+	if err := d.SetSource(f.up); err != ErrClosed {
+		t.Fatalf("SetSource on a closed track: %v", err)
+	}
+}
+
+func TestEventsAndDemand(t *testing.T) {
+	s := New(Options{})
+	var got []string
+	cancel := s.OnEvent(func(ev Event) {
+		switch e := ev.(type) {
+		case ParticipantJoined:
+			got = append(got, "joined")
+		case TrackPublished:
+			got = append(got, "published")
+		case DemandChanged:
+			if e.Wanted[0] {
+				got = append(got, "wanted")
+			} else {
+				got = append(got, "unwanted")
+			}
+		}
+	})
+	p, _ := s.Join("c", ParticipantInfo{})
+	up, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8}, nil)
+	q, _ := s.Join("c", ParticipantInfo{})
+	d1, _ := q.Subscribe(up)
+	d2, _ := q.Subscribe(up)
+	d1.Close()
+	d2.Close()
+	cancel()
+	_, _ = s.Join("c", ParticipantInfo{})
+	want := []string{"joined", "published", "joined", "wanted", "unwanted"}
+	if len(got) != len(want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	s := New(Options{MaxParticipantsPerConference: 2, MaxParticipants: 3})
+	a, _ := s.Join("a", ParticipantInfo{})
+	if _, err := s.Join("a", ParticipantInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join("a", ParticipantInfo{}); err != ErrConferenceFull {
+		t.Fatalf("third in a conference of 2: %v", err)
+	}
+	if _, err := s.Join("b", ParticipantInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join("c", ParticipantInfo{}); err != ErrServerFull {
+		t.Fatalf("fourth on a server of 3: %v", err)
+	}
+	a.Leave()
+	if _, err := s.Join("c", ParticipantInfo{}); err != nil {
+		t.Fatalf("after a leave: %v", err)
+	}
+	s.Close()
+	if s.Participants() != 0 || len(s.Conferences()) != 0 {
+		t.Fatal("Close left participants behind")
+	}
+	if _, err := s.Join("d", ParticipantInfo{}); err != ErrClosed {
+		t.Fatalf("join after close: %v", err)
+	}
+}
+
+func TestMalformedPacketIsAnError(t *testing.T) {
+	f := newFixture(t, vp8, KindVideo, nil)
+	for _, b := range [][]byte{nil, {0x80}, {0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}} {
+		if err := f.up.HandleRTP(0, b); err == nil {
+			t.Fatalf("HandleRTP(%x) accepted a malformed packet", b)
+		}
+	}
+}
+
+func TestMungerWraps(t *testing.T) {
+	var m rtpMunger
+	now := time.Unix(0, 0)
+	m.switchSource(65000, 100, now, 90000)
+	for i := 0; i < 70000; i++ {
+		seq := uint16(65000 + i)
+		out, _, ok := m.rewrite(seq, 100, now)
+		if !ok || out != seq {
+			t.Fatalf("packet %d (seq %d) mapped to %d ok=%v", i, seq, out, ok)
+		}
+	}
+	// A packet from before the segment is refused, a late one inside it is not.
+	m2 := rtpMunger{}
+	m2.switchSource(10, 0, now, 90000)
+	if _, _, ok := m2.rewrite(9, 0, now); ok {
+		t.Fatal("packet from before the switch accepted")
+	}
+	m2.rewrite(12, 0, now)
+	if out, _, ok := m2.rewrite(11, 0, now); !ok || out != 11 {
+		t.Fatal("reordered packet refused")
+	}
+}
+
+// discardWriter counts packets and keeps nothing.
+type discardWriter struct{ n int }
+
+func (w *discardWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	w.n++
+	return len(payload), nil
+}
+
+func TestForwardingAllocatesNothing(t *testing.T) {
+	up := []HeaderExtension{{1, extAudioLevel}, {2, extOrient}, {3, extTWCC}}
+	down := []HeaderExtension{{4, extAudioLevel}, {5, extOrient}, {6, extTWCC}}
+	up0, bufs := benchSetup(t, 20, up, down)
+	allocs := testing.AllocsPerRun(1000, func() {
+		for _, b := range bufs {
+			_ = up0.HandleRTP(0, b)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("forwarding to 20 subscribers allocates %.1f times per packet", allocs)
+	}
+}
+
+// benchSetup builds a video track with n bound subscribers and a ring of
+// packets to feed it, starting with a keyframe.
+func benchSetup(tb testing.TB, n int, up, down []HeaderExtension) (*UpTrack, [][]byte) {
+	s := New(Options{})
+	p, _ := s.Join("bench", ParticipantInfo{})
+	t, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8, Extensions: up}, nil)
+	for i := 0; i < n; i++ {
+		q, _ := s.Join("bench", ParticipantInfo{})
+		d, _ := q.Subscribe(t)
+		d.Bind(Binding{SSRC: uint32(i + 1), PayloadType: 96, Extensions: down, Writer: &discardWriter{}})
+	}
+	exts := map[uint8][]byte{}
+	for _, e := range up {
+		exts[e.ID] = []byte{0x12, 0x34}
+	}
+	bufs := make([][]byte, 64)
+	for i := range bufs {
+		bufs[i] = packet(tb, 0x5555, uint16(i), uint32(i*3000), vp8Payload(i == 0, make([]byte, 1000)...), exts)
+	}
+	if err := t.HandleRTP(0, bufs[0]); err != nil { // start every subscriber
+		tb.Fatal(err)
+	}
+	return t, bufs
+}
+
+func BenchmarkForward(b *testing.B) {
+	up := []HeaderExtension{{1, extAudioLevel}, {2, extOrient}, {3, extTWCC}}
+	down := []HeaderExtension{{4, extAudioLevel}, {5, extOrient}, {6, extTWCC}}
+	for _, n := range []int{1, 10, 100} {
+		b.Run(benchName(n), func(b *testing.B) {
+			t, bufs := benchSetup(b, n, up, down)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bufs[1]) * n))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				_ = t.HandleRTP(0, bufs[1+i%63])
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/forwarded")
+		})
+	}
+}
+
+func benchName(n int) string {
+	switch n {
+	case 1:
+		return "subscribers=1"
+	case 10:
+		return "subscribers=10"
+	}
+	return "subscribers=100"
+}
