@@ -1,0 +1,77 @@
+package server
+
+import (
+	"io"
+	stdlog "log"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/web"
+)
+
+// maxBody caps every request body. The largest legitimate body is an SDP
+// offer with many candidates, a few KiB.
+const maxBody = 64 << 10
+
+// mainRoutes serves the page, the WHIP/WHEP front-end, /healthz and, when
+// there is no admin listener, /api/rooms.
+func (s *Server) mainRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", web.Handler())
+	wh := s.whip.Handler()
+	mux.Handle("/whip/", wh)
+	mux.Handle("/whep/", wh)
+	mux.HandleFunc("/healthz", healthz)
+	if s.admin == nil {
+		mux.Handle("/api/rooms", s.whip.StatusHandler())
+	}
+	return mux
+}
+
+// adminRoutes serves the admin listener: /api/rooms and /healthz.
+func (s *Server) adminRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/rooms", s.whip.StatusHandler())
+	mux.HandleFunc("/healthz", healthz)
+	return mux
+}
+
+func healthz(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// limitBody caps request bodies at maxBody, refusing a declared larger body
+// up front and cutting off an undeclared one when it is read.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// newHTTPServer applies the limits every listener shares. WriteTimeout must
+// outlast the slowest WHIP answer (ICE gathering on a loaded host).
+func newHTTPServer(h http.Handler, log zerolog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           limitBody(h),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          stdlog.New(log, "", 0),
+	}
+}
