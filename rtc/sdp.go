@@ -86,23 +86,30 @@ func allows(m *sdp.MediaDescription, dir Direction) bool {
 }
 
 func hasSupportedCodec(m *sdp.MediaDescription) bool {
-	for _, a := range m.Attributes {
-		if a.Key != "rtpmap" {
-			continue
-		}
-		// "96 VP8/90000"
-		_, enc, ok := strings.Cut(a.Value, " ")
-		if !ok {
-			continue
-		}
-		name, _, _ := strings.Cut(enc, "/")
+	for _, mime := range sectionCodecs(m) {
 		for _, c := range Codecs {
-			if strings.EqualFold(m.MediaName.Media+"/"+name, c.MimeType) {
+			if strings.EqualFold(mime, c.MimeType) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// sectionCodecs returns the lower-case MIME types of a section's rtpmap
+// lines ("a=rtpmap:96 VP8/90000" in a video section is "video/vp8").
+func sectionCodecs(m *sdp.MediaDescription) []string {
+	var out []string
+	for _, a := range m.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		if _, enc, ok := strings.Cut(a.Value, " "); ok {
+			name, _, _ := strings.Cut(enc, "/")
+			out = append(out, strings.ToLower(m.MediaName.Media+"/"+name))
+		}
+	}
+	return out
 }
 
 // OfferedCodecs returns the lower-case MIME types ("video/vp8") offered
@@ -114,14 +121,8 @@ func OfferedCodecs(offer string) map[string]bool {
 		return out
 	}
 	for _, m := range s.MediaDescriptions {
-		for _, a := range m.Attributes {
-			if a.Key != "rtpmap" {
-				continue
-			}
-			if _, enc, ok := strings.Cut(a.Value, " "); ok {
-				name, _, _ := strings.Cut(enc, "/")
-				out[strings.ToLower(m.MediaName.Media+"/"+name)] = true
-			}
+		for _, mime := range sectionCodecs(m) {
+			out[mime] = true
 		}
 	}
 	return out

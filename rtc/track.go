@@ -17,16 +17,10 @@ import (
 // TrackInfo describes a remote track for the core. Layers is left for
 // the caller, which knows the simulcast RIDs from the description.
 func TrackInfo(track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) focus.TrackInfo {
-	c := track.Codec()
 	info := focus.TrackInfo{
 		StreamID: track.StreamID(),
 		Kind:     Kind(track.Kind()),
-		Codec: focus.Codec{
-			MimeType:  c.MimeType,
-			ClockRate: c.ClockRate,
-			Channels:  c.Channels,
-			Fmtp:      c.SDPFmtpLine,
-		},
+		Codec:    focusCodec(track.Codec()),
 	}
 	for _, e := range receiver.GetParameters().HeaderExtensions {
 		info.Extensions = append(info.Extensions, focus.HeaderExtension{ID: uint8(e.ID), URI: e.URI})
@@ -215,4 +209,8 @@ func matchCodec(c focus.Codec, offered []webrtc.RTPCodecParameters) (webrtc.RTPC
 		return webrtc.RTPCodecParameters{}, false
 	}
 	return *byMime, true
+}
+
+func focusCodec(c webrtc.RTPCodecParameters) focus.Codec {
+	return focus.Codec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, Fmtp: c.SDPFmtpLine}
 }
