@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The whole test suite of the focus. It installs what a fresh machine
+# lacks (Debian's Chromium, for the browser tests), then runs:
+#   1. gofmt and go vet;
+#   2. every test with -race, except the media delivery tests;
+#   3. the media delivery tests (e2e, TestDelivery*) without -race;
+#   4. the forwarding benchmark, which must report 0 allocs/op;
+#   5. under CI=true (or FOCUS_FUZZ=1), a rotating subset of the fuzz targets.
+# Under CI=true a test whose dependency is missing fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+if [ ! -x "${FOCUS_CHROMIUM:-/usr/bin/chromium}" ]; then
+	step "installing chromium (apt-get)"
+	sudo=""
+	[ "$(id -u)" -ne 0 ] && sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+step "gofmt and go vet"
+unformatted=$(gofmt -l $(find . -name '*.go' -not -path './node_modules/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+
+step "tests (-race)"
+go test -race -count=1 -skip '^TestDelivery' ./...
+
+step "delivery tests (no -race)"
+go test -count=1 -run '^TestDelivery' ./e2e/
+
+step "forwarding benchmark"
+bench=$(go test -run '^$' -bench 'Forward' -benchmem -benchtime 20000x ./focus/)
+echo "$bench"
+if echo "$bench" | grep -E '^Benchmark' | grep -vqE ' 0 allocs/op'; then
+	echo "the forwarding path allocates"; exit 1
+fi
+
+if [ "${CI:-}" = "true" ] || [ "${FOCUS_FUZZ:-}" = "1" ]; then
+	# Six targets a run, 25 s each, chosen by the day so every target
+	# gets its turn over a week of runs.
+	step "fuzzing a rotating subset"
+	mapfile -t targets < <(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . | sed 's/func //' | sort -u)
+	mapfile -t files < <(for t in "${targets[@]}"; do grep -rlE --include='*_test.go' "^func $t\(" . | head -1; done)
+	n=${#targets[@]}
+	start=$(( $(date +%j | sed 's/^0*//') % n ))
+	for i in 0 1 2 3 4 5; do
+		[ "$i" -ge "$n" ] && break
+		k=$(( (start + i) % n ))
+		pkg=$(dirname "${files[$k]}")
+		echo "fuzz ${targets[$k]} in $pkg"
+		go test -run '^$' -fuzz "^${targets[$k]}\$" -fuzztime 25s "$pkg"
+	done
+fi
+
+step "all tests passed"
