@@ -241,7 +241,7 @@ func (s *Server) mode() string {
 	case len(s.cfg.WHIP.Tokens) > 0:
 		return "tokens"
 	case isLoopback(s.cfg.Listen):
-		return "open (loopback only)"
+		return "open"
 	default:
 		return "insecure-open"
 	}

@@ -247,7 +247,7 @@ func TestReadyLog(t *testing.T) {
 		"url":   "http://" + s.Addr().String() + "/",
 		"http":  s.Addr().String(),
 		"udp":   udp.String(),
-		"mode":  "open (loopback only)",
+		"mode":  "open",
 	}
 	for k, v := range want {
 		if ready[k] != v {
@@ -270,8 +270,8 @@ func TestExposureRule(t *testing.T) {
 		warning  string // expected in the log when not refused
 		mode     string
 	}{
-		{name: "loopback open", listen: "127.0.0.1:0", mode: "open (loopback only)"},
-		{name: "localhost open", listen: "localhost:0", mode: "open (loopback only)"},
+		{name: "loopback open", listen: "127.0.0.1:0", mode: "open"},
+		{name: "localhost open", listen: "localhost:0", mode: "open"},
 		{name: "all interfaces open", listen: ":0", refused: true},
 		{name: "any ipv4 open", listen: "0.0.0.0:0", refused: true},
 		{name: "any ipv4 insecure", listen: "0.0.0.0:0", insecure: true, warning: "INSECURE", mode: "insecure-open"},
