@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -88,7 +89,7 @@ func serve(c *cli.Context) error {
 	}
 	s, err := server.New(c.Context, cfg, log)
 	if err != nil {
-		if _, ok := err.(*config.Error); ok {
+		if errors.As(err, new(*config.Error)) {
 			return err
 		}
 		return runtimeError{err}
