@@ -1,0 +1,119 @@
+package rtc
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/focus"
+)
+
+// BenchmarkForwardThroughPion forwards packets from an UpTrack to one
+// subscriber over a real, connected pion PeerConnection: rewriting,
+// interceptors, SRTP and the UDP send. The core's share allocates
+// nothing (focus.BenchmarkForward); what this reports per op is pion's.
+func BenchmarkForwardThroughPion(b *testing.B) {
+	e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	sfu := focus.New(focus.Options{})
+	defer sfu.Close()
+	pub, _ := sfu.Join("bench", focus.ParticipantInfo{})
+	up, _ := pub.Publish(focus.TrackInfo{Kind: focus.KindVideo, Codec: focusCodec(Codecs[1])}, nil)
+	sub, _ := sfu.Join("bench", focus.ParticipantInfo{})
+	d, _ := sub.Subscribe(up)
+
+	// The subscriber: a plain pion peer that offers to receive VP8.
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	viewer, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer viewer.Close()
+	if _, err := viewer.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		b.Fatal(err)
+	}
+	received := make(chan struct{}, 1)
+	viewer.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := t.Read(buf); err != nil {
+				return
+			}
+			select {
+			case received <- struct{}{}:
+			default:
+			}
+		}
+	})
+	focusPC, err := e.NewPeerConnection()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer focusPC.Close()
+	lt := NewLocalTrack(d, "video", "bench", focusPC, zerolog.Nop())
+	connect(b, viewer, focusPC, lt)
+
+	payload := append([]byte{0x10, 0x00, 0x9d, 0x01, 0x2a}, make([]byte, 1000)...)
+	bufs := make([][]byte, 64)
+	for i := range bufs {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i * 3000), SSRC: 1}, Payload: payload}
+		bufs[i], _ = p.Marshal()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ { // the keyframe starts the subscriber
+		_ = up.HandleRTP(0, bufs[0])
+		select {
+		case <-received:
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().After(deadline) {
+				b.Fatal("subscriber never received a packet")
+			}
+			continue
+		}
+		break
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_ = up.HandleRTP(0, bufs[1+i%63])
+	}
+}
+
+func connect(b *testing.B, viewer, focusPC *webrtc.PeerConnection, lt *LocalTrack) {
+	b.Helper()
+	offer, err := viewer.CreateOffer(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(viewer)
+	if err := viewer.SetLocalDescription(offer); err != nil {
+		b.Fatal(err)
+	}
+	<-g
+	if err := focusPC.SetRemoteDescription(*viewer.LocalDescription()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := focusPC.AddTrack(lt); err != nil {
+		b.Fatal(err)
+	}
+	ans, err := focusPC.CreateAnswer(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	g = webrtc.GatheringCompletePromise(focusPC)
+	if err := focusPC.SetLocalDescription(ans); err != nil {
+		b.Fatal(err)
+	}
+	<-g
+	if err := viewer.SetRemoteDescription(*focusPC.LocalDescription()); err != nil {
+		b.Fatal(err)
+	}
+}
