@@ -116,7 +116,7 @@ var ErrVP8 = errors.New("testclient: invalid VP8 payload")
 
 // VP8Info is what ParseVP8 reads from a VP8 RTP payload.
 type VP8Info struct {
-	// Start is the S bit with PartID 0: the packet begins a frame.
+	// Start is the S bit with PID 0: the packet begins a frame.
 	Start bool
 	// Keyframe is set on the first packet of a keyframe.
 	Keyframe bool
@@ -156,7 +156,7 @@ func ParseVP8(p []byte) (VP8Info, error) {
 	if len(p) <= n {
 		return VP8Info{}, fmt.Errorf("%w: no payload after %d-byte descriptor", ErrVP8, n)
 	}
-	info := VP8Info{Start: p[0]&0x10 != 0 && p[0]&0x0f == 0}
+	info := VP8Info{Start: p[0]&0x10 != 0 && p[0]&0x07 == 0}
 	if info.Start && p[n]&0x01 == 0 {
 		if len(p) < n+10 || p[n+3] != 0x9d || p[n+4] != 0x01 || p[n+5] != 0x2a {
 			return VP8Info{}, fmt.Errorf("%w: keyframe without start code", ErrVP8)

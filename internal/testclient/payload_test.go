@@ -84,8 +84,10 @@ func TestParseVP8(t *testing.T) {
 		// X, I with a 7-bit picture ID.
 		{"extended interframe", append([]byte{0x90, 0x80, 0x05}, vp8Header(nil, true, false)[1:]...),
 			VP8Info{Start: true}, false},
-		// S set but PartID 1: not a frame start even though P reads 0.
+		// S set but PID 1: not a frame start even though P reads 0.
 		{"partition 1", []byte{0x11, 0x00, 0x00, 0x00}, VP8Info{}, false},
+		// The R bit before PID is reserved and ignored.
+		{"reserved bit", []byte{0x18, 0x01, 0x00, 0x00}, VP8Info{Start: true}, false},
 		{"empty", nil, VP8Info{}, true},
 		{"descriptor only", []byte{0x10}, VP8Info{}, true},
 		{"truncated extension", []byte{0x90}, VP8Info{}, true},

@@ -66,9 +66,24 @@ type Publisher struct {
 	keyframesSent  atomic.Int64
 	writeErrors    atomic.Int64
 
+	mu         sync.Mutex
+	keyframeAt []KeyframeInfo
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
+
+// KeyframeInfo records one keyframe the publisher sent.
+type KeyframeInfo struct {
+	At time.Time
+	// Counter is the payload counter of the keyframe's first packet.
+	Counter uint32
+	// Requested is set when a PLI or FIR caused it.
+	Requested bool
+}
+
+// keptKeyframes bounds PublisherStats.KeyframeLog.
+const keptKeyframes = 64
 
 // PublisherStats counts what a Publisher sent and what feedback it got.
 type PublisherStats struct {
@@ -79,6 +94,8 @@ type PublisherStats struct {
 	NACKs int64
 	// WriteErrors counts packets pion failed to write.
 	WriteErrors int64
+	// KeyframeLog lists the first keyframes sent.
+	KeyframeLog []KeyframeInfo
 }
 
 // Publish connects a publisher to POST {baseURL}/whip/{room} and starts
@@ -177,10 +194,16 @@ func (p *Publisher) sendVideo() {
 		case <-tick.C:
 		}
 		now := time.Now()
-		key := p.keyframeWanted.Swap(false) || now.Sub(lastKey) >= p.opts.KeyframeInterval
+		requested := p.keyframeWanted.Swap(false)
+		key := requested || now.Sub(lastKey) >= p.opts.KeyframeInterval
 		if key {
 			lastKey = now
 			p.keyframesSent.Add(1)
+			p.mu.Lock()
+			if len(p.keyframeAt) < keptKeyframes {
+				p.keyframeAt = append(p.keyframeAt, KeyframeInfo{At: now, Counter: counter, Requested: requested})
+			}
+			p.mu.Unlock()
 		}
 		for i := range perFrame {
 			header = vp8Header(header[:0], i == 0, key)
@@ -237,7 +260,11 @@ func (p *Publisher) sendAudio() {
 
 // Stats returns what the publisher sent and the feedback it got so far.
 func (p *Publisher) Stats() PublisherStats {
+	p.mu.Lock()
+	log := append([]KeyframeInfo(nil), p.keyframeAt...)
+	p.mu.Unlock()
 	return PublisherStats{
+		KeyframeLog:  log,
 		VideoPackets: p.videoSent.Load(),
 		AudioPackets: p.audioSent.Load(),
 		Keyframes:    p.keyframesSent.Load(),

@@ -53,6 +53,8 @@ type session struct {
 	net      *cutNet
 	resource string // absolute URL of the WHIP/WHEP resource
 	etag     string
+	// connectedAt is when the PeerConnection was first seen connected.
+	connectedAt time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -174,6 +176,7 @@ func (s *session) waitConnected(ctx context.Context) error {
 	for {
 		switch st := s.pc.ConnectionState(); st {
 		case webrtc.PeerConnectionStateConnected:
+			s.connectedAt = time.Now()
 			return nil
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			return fmt.Errorf("testclient: peer connection %s before connecting", st)
@@ -212,6 +215,10 @@ func statusError(req *http.Request, resp *http.Response, body []byte) error {
 
 // Resource is the URL of the WHIP/WHEP resource the server created.
 func (s *session) Resource() string { return s.resource }
+
+// ConnectedAt is when the PeerConnection was seen connected (polled every
+// 10 ms).
+func (s *session) ConnectedAt() time.Time { return s.connectedAt }
 
 // ETag is the entity tag the server sent with the answer, if any.
 func (s *session) ETag() string { return s.etag }

@@ -57,9 +57,29 @@ type TrackStats struct {
 	Sessions    int
 	CounterGaps int
 	LastCounter uint32
+	// SessionKeyframeStarts counts sessions whose first packet received
+	// began a VP8 keyframe: after a source switch, a decoder can only
+	// resume at a keyframe (video only).
+	SessionKeyframeStarts int
+	// First describes the first few packets received, for diagnosis.
+	First []PacketInfo
 	// MaxDelay and MeanDelay are from the publisher's send time to arrival
 	// (one clock, same host).
 	MaxDelay, MeanDelay time.Duration
+}
+
+// firstPackets is how many packets TrackStats.First keeps.
+const firstPackets = 8
+
+// PacketInfo describes one received packet.
+type PacketInfo struct {
+	At              time.Time
+	SSRC            uint32
+	Seq             uint16
+	Timestamp       uint32
+	Marker          bool
+	Counter         uint32 // from the payload trailer, 0 if corrupt
+	Start, Keyframe bool   // VP8 only
 }
 
 // Stats is a snapshot of what a Viewer received.
@@ -215,12 +235,16 @@ func (st *trackState) record(kind webrtc.RTPCodecType, pkt *rtp.Packet, now time
 		st.lastTS = pkt.Timestamp
 	}
 
+	var info VP8Info
+	keyframe := false
 	if kind == webrtc.RTPCodecTypeVideo {
-		info, err := ParseVP8(pkt.Payload)
+		var err error
+		info, err = ParseVP8(pkt.Payload)
 		switch {
 		case err != nil:
 			s.VP8Errors++
 		case info.Keyframe:
+			keyframe = true
 			s.Keyframes++
 			if first {
 				s.FirstKeyframe = true
@@ -229,6 +253,12 @@ func (st *trackState) record(kind webrtc.RTPCodecType, pkt *rtp.Packet, now time
 	}
 
 	m, err := DecodeTrailer(pkt.Payload)
+	if len(s.First) < firstPackets {
+		s.First = append(s.First, PacketInfo{
+			At: now, SSRC: pkt.SSRC, Seq: pkt.SequenceNumber, Timestamp: pkt.Timestamp, Marker: pkt.Marker,
+			Counter: m.Counter, Start: info.Start, Keyframe: info.Keyframe,
+		})
+	}
 	if err != nil {
 		s.Corrupt++
 		return
@@ -244,6 +274,9 @@ func (st *trackState) record(kind webrtc.RTPCodecType, pkt *rtp.Packet, now time
 	switch {
 	case !st.haveMarker || m.Session != st.session:
 		s.Sessions++
+		if keyframe {
+			s.SessionKeyframeStarts++
+		}
 		st.session = m.Session
 		st.haveMarker = true
 		s.LastCounter = m.Counter
@@ -264,6 +297,7 @@ func (s TrackStats) clone() TrackStats {
 	s.TrackIDs = append([]string(nil), s.TrackIDs...)
 	s.Codecs = append([]string(nil), s.Codecs...)
 	s.SSRCs = append([]uint32(nil), s.SSRCs...)
+	s.First = append([]PacketInfo(nil), s.First...)
 	return s
 }
 
