@@ -222,8 +222,9 @@ func TestClientsThroughRelay(t *testing.T) {
 					i, k.name, s.TimestampRegressions, s.SSRCChanges, s.Sessions, s.CounterGaps)
 			}
 		}
-		if !st.Video.FirstKeyframe || st.Video.VP8Errors != 0 {
-			t.Errorf("viewer %d: first keyframe %v, VP8 errors %d", i, st.Video.FirstKeyframe, st.Video.VP8Errors)
+		if !st.Video.FirstKeyframe || st.Video.SessionKeyframeStarts != 1 || st.Video.VP8Errors != 0 {
+			t.Errorf("viewer %d: first keyframe %v, sessions starting at a keyframe %d, VP8 errors %d",
+				i, st.Video.FirstKeyframe, st.Video.SessionKeyframeStarts, st.Video.VP8Errors)
 		}
 		if st.Video.Keyframes < 2 { // the first, and the one the late viewer asked for
 			t.Errorf("viewer %d: %d keyframes, want at least 2", i, st.Video.Keyframes)
