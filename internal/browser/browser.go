@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -264,8 +266,9 @@ type Page struct {
 }
 
 // NewPage opens url in a new tab (in a window of its own, so it is never a
-// hidden background tab that Chromium throttles) and waits until it loads.
-// The console of the tab is recorded from before the navigation.
+// hidden background tab that Chromium throttles) and waits until its
+// document is parsed and its deferred scripts ran (DOMContentLoaded). The
+// console of the tab is recorded from before the navigation.
 func (b *Browser) NewPage(ctx context.Context, url string) (*Page, error) {
 	b.mu.Lock()
 	if b.closed {
@@ -299,7 +302,7 @@ func (b *Browser) NewPage(ctx context.Context, url string) (*Page, error) {
 	b.pages = append(b.pages, p)
 	b.mu.Unlock()
 
-	if err := p.do(ctx, chromedp.Navigate(url)); err != nil {
+	if err := p.navigate(ctx, url); err != nil {
 		// The tab stays registered, so a failing test still logs its console.
 		return nil, fmt.Errorf("browser: open %s: %w", url, err)
 	}
@@ -343,14 +346,62 @@ func (p *Page) Console() []string {
 // URL is the address the page was opened with.
 func (p *Page) URL() string { return p.url }
 
-// do runs actions on the tab, bounded by ctx. The tab's own context must not
-// be replaced by ctx (that would close the tab when ctx ends), so ctx only
-// cancels a context derived from it.
-func (p *Page) do(ctx context.Context, actions ...chromedp.Action[chromedp.Void]) error {
-	_, err := run(ctx, p, chromedp.Steps(actions...))
-	return err
+// navigate loads url and waits for its DOMContentLoaded. It does not wait
+// for the load event, as chromedp.Navigate does: a media element delays
+// that event until it has data, so a page that attaches a MediaStream which
+// never gets a frame (a viewer of an empty room) would never "load".
+func (p *Page) navigate(ctx context.Context, url string) error {
+	var (
+		mu     sync.Mutex
+		loaded = make(map[cdp.LoaderID]bool)
+		signal = make(chan struct{}, 1)
+	)
+	lctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	// Listen before navigating: the event can come before the reply.
+	err := chromedp.Listen(lctx, func(ev any) {
+		if e, ok := ev.(*page.EventLifecycleEvent); ok && e.Name == "DOMContentLoaded" {
+			mu.Lock()
+			loaded[e.LoaderID] = true
+			mu.Unlock()
+			select {
+			case signal <- struct{}{}:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	res, err := run(ctx, p, func(ctx context.Context, t *chromedp.Target) (page.NavigateResult, error) {
+		return cdp.Call(ctx, t, page.Navigate, page.NavigateParams{URL: url})
+	})
+	switch {
+	case err != nil:
+		return err
+	case res.ErrorText != "":
+		return errors.New(res.ErrorText)
+	case res.LoaderID == "":
+		return nil // same-document navigation: nothing new to load
+	}
+	for {
+		mu.Lock()
+		done := loaded[res.LoaderID]
+		mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-signal:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for DOMContentLoaded: %w", ctx.Err())
+		}
+	}
 }
 
+// run runs an action on the tab, bounded by ctx. The tab's own context must
+// not be replaced by ctx (that would close the tab when ctx ends), so ctx
+// only cancels a context derived from it.
 func run[T any](ctx context.Context, p *Page, a chromedp.Action[T]) (T, error) {
 	rctx, cancel := context.WithCancel(p.ctx)
 	defer cancel()
@@ -414,10 +465,10 @@ func (p *Page) WaitFor(ctx context.Context, js string, timeout time.Duration) er
 	}
 }
 
-// Screenshot saves a PNG of what the tab shows to path, creating its
-// directory.
+// Screenshot saves a PNG of the whole page, beyond the window if it is
+// longer, to path, creating its directory.
 func (p *Page) Screenshot(ctx context.Context, path string) error {
-	png, err := run(ctx, p, chromedp.CaptureScreenshot())
+	png, err := run(ctx, p, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
 		return fmt.Errorf("browser: screenshot of %s: %w", p.url, err)
 	}

@@ -415,6 +415,9 @@
     fail(err) {
       this.showError(err);
       if (this.pc) this.stopSession();
+      // A video element waiting on a stream that gets no frames also holds
+      // back the page's load event; let it go.
+      this.el('video').srcObject = null;
       this.setPhase('error');
     }
 
@@ -449,8 +452,9 @@
     render(s) {
       super.render(s);
       this.el('frames').textContent = s.framesDecoded ? String(s.framesDecoded) : '–';
-      this.el('packets').textContent = `${s.audioPackets} / ${s.videoPackets}` +
-        (s.video.packetsLost ? ` (${s.video.packetsLost} lost)` : '');
+      const lost = (s.audio.packetsLost || 0) + (s.video.packetsLost || 0);
+      this.el('packets').textContent = `${s.audioPackets} audio, ${s.videoPackets} video` +
+        (lost ? `, ${lost} lost` : '');
     }
 
     async stop() {
