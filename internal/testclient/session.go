@@ -19,6 +19,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/logging"
 	"github.com/pion/transport/v4"
 	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
@@ -94,8 +95,12 @@ func newSession(hc *http.Client, token string) (*session, error) {
 			return nil, fmt.Errorf("testclient: register %s: %w", c.c.MimeType, err)
 		}
 	}
+	// pion's own logs would only repeat, on stderr, teardown noise such as
+	// writes on closed pipes; the clients report what matters in Stats.
+	quiet := logging.NewDefaultLoggerFactory()
+	quiet.DefaultLogLevel = logging.LogLevelDisabled
 	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, reg, webrtc.WithInterceptorLoggerFactory(quiet)); err != nil {
 		return nil, fmt.Errorf("testclient: interceptors: %w", err)
 	}
 
@@ -103,7 +108,7 @@ func newSession(hc *http.Client, token string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: quiet}
 	se.SetNet(sn)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIncludeLoopbackCandidate(true)
