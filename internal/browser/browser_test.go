@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -261,6 +262,25 @@ func TestFakeCamera(t *testing.T) {
 	if err := p.WaitFor(ctx, "document.getElementById('publish-video').videoWidth > 0", 10*time.Second); err != nil {
 		t.Error(err)
 	}
+}
+
+// A media element whose stream never gets a frame holds back the load event
+// for ever; NewPage must not wait for it (a WHEP viewer of an empty room is
+// such a page).
+func TestNewPageWithoutLoadEvent(t *testing.T) {
+	b := New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	html := `<video autoplay muted></video><script>document.querySelector('video').srcObject = new MediaStream()</script>`
+	p, err := b.NewPage(ctx, "data:text/html,"+url.PathEscape(html))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	if err := p.Eval(ctx, "document.readyState", &state); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("document.readyState = %q after NewPage", state)
 }
 
 func TestCloseLeavesNoProcess(t *testing.T) {
