@@ -161,6 +161,23 @@ func TestPage(t *testing.T) {
 		}
 	})
 
+	t.Run("room pattern", func(t *testing.T) {
+		// The page checks room names as the focus does; an invalid pattern
+		// would be ignored by the browser with only a console warning.
+		var mismatch []bool
+		err := p.Eval(ctx, `["ok-room_1.x~", "a b", "a/b"].map(v => {
+			const i = document.getElementById('watch-room');
+			i.value = v;
+			return i.validity.patternMismatch;
+		})`, &mismatch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(mismatch, []bool{false, true, true}) {
+			t.Errorf("patternMismatch for a good name, a space, a slash: %v", mismatch)
+		}
+	})
+
 	t.Run("eval exception", func(t *testing.T) {
 		err := p.Eval(ctx, "(() => { throw new Error('kaboom') })()", nil)
 		if err == nil || !strings.Contains(err.Error(), "kaboom") {
