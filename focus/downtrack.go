@@ -37,11 +37,14 @@ type DownTrack struct {
 	b       Binding
 	current *layer // forwarding from
 	target  *layer // switching to at its next keyframe; == current when settled
-	ext     extMap
-	munger  rtpMunger
-	out     rtp.Header
-	packets uint32
-	octets  uint32
+	// awaitKeyframe holds forwarding until a keyframe of target has been
+	// delivered: after Bind, and after an undelivered switch.
+	awaitKeyframe bool
+	ext           extMap
+	munger        rtpMunger
+	out           rtp.Header
+	packets       uint32
+	octets        uint32
 }
 
 func newDownTrack(p *Participant, kind Kind, codec Codec) *DownTrack {
@@ -154,6 +157,7 @@ func (d *DownTrack) Bind(b Binding) {
 	d.b = b
 	d.b.Extensions = append([]HeaderExtension(nil), b.Extensions...)
 	d.bound = true
+	d.awaitKeyframe = true
 	if d.current != nil {
 		d.ext = buildExtMap(d.current.up.info.Extensions, d.b.Extensions)
 	}
@@ -174,20 +178,30 @@ func (d *DownTrack) Unbind() {
 
 // forward rewrites one packet from layer l for this subscriber and writes
 // it. It runs on l's read loop and allocates nothing.
+//
+// A subscriber starts, and moves to a new source, only at a keyframe
+// that is actually delivered: pion drops packets written before the
+// connection's SRTP is ready and says so only by writing zero bytes. When
+// that happens the switch is undone and another keyframe is asked for.
 func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, keyframe bool, now time.Time) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if !d.bound {
+		d.mu.Unlock()
 		return
 	}
-	if l != d.current {
+	switching := d.awaitKeyframe || l != d.current
+	var saved rtpMunger
+	if switching {
 		if l != d.target || !keyframe {
+			d.mu.Unlock()
 			return
 		}
+		saved = d.munger
 		d.switchTo(l, h, now)
 	}
 	seq, ts, ok := d.munger.rewrite(h.SequenceNumber, h.Timestamp, now)
 	if !ok {
+		d.mu.Unlock()
 		return
 	}
 	o := &d.out
@@ -202,9 +216,21 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, keyframe bo
 	o.ExtensionProfile = 0
 	o.Extensions = o.Extensions[:0]
 	d.ext.apply(h, o)
-	if _, err := d.b.Writer.WriteRTP(o, payload); err == nil {
+	n, err := d.b.Writer.WriteRTP(o, payload)
+	delivered := err == nil && (n > 0 || len(payload) == 0)
+	if delivered {
 		d.packets++
 		d.octets += uint32(len(payload))
+		if switching {
+			d.awaitKeyframe = false
+		}
+	} else if switching {
+		d.munger = saved
+		d.awaitKeyframe = true
+	}
+	d.mu.Unlock()
+	if switching && !delivered {
+		l.up.RequestKeyframe(l.index)
 	}
 }
 

@@ -413,3 +413,51 @@ func benchName(n int) string {
 	}
 	return "subscribers=100"
 }
+
+// notReadyWriter drops writes, as pion does before SRTP is ready, until
+// ready is set.
+type notReadyWriter struct {
+	rtpRecorder
+	ready bool
+}
+
+func (w *notReadyWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if !w.ready {
+		return 0, nil
+	}
+	return w.rtpRecorder.WriteRTP(h, payload)
+}
+
+func TestUndeliveredKeyframeDoesNotStartSubscriber(t *testing.T) {
+	f := newFixture(t, vp8, KindVideo, nil)
+	p, _ := f.sfu.Join("c", ParticipantInfo{})
+	d, _ := p.Subscribe(f.up)
+	w := &notReadyWriter{}
+	d.Bind(Binding{SSRC: 9, PayloadType: 96, Writer: w})
+	seq := uint16(0)
+	send := func(key bool) {
+		if err := f.up.HandleRTP(0, packet(t, 0x77, seq, uint32(seq)*3000, vp8Payload(key), nil)); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	send(true) // lost: the connection is not ready
+	w.ready = true
+	plis := f.upRTC.plis()
+	send(false)
+	send(false)
+	if n := len(w.packets()); n != 0 {
+		t.Fatalf("%d interframes forwarded after an undelivered keyframe", n)
+	}
+	f.clock.Advance(time.Second)
+	send(false) // the pending keyframe request goes out
+	if f.upRTC.plis() <= plis {
+		t.Fatal("no new keyframe request after the undelivered keyframe")
+	}
+	send(true)
+	send(false)
+	got := w.packets()
+	if len(got) != 2 || !isVP8Keyframe(got[0].Payload) || got[1].SequenceNumber != got[0].SequenceNumber+1 {
+		t.Fatalf("subscriber did not start cleanly at the next keyframe: %d packets", len(got))
+	}
+}
