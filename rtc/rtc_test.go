@@ -121,27 +121,28 @@ func TestCheckOffer(t *testing.T) {
 		return "m=" + kind + " 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 " + codec + "\r\na=" + dir + "\r\n"
 	}
 	cases := []struct {
-		name  string
-		sdp   string
-		dir   Direction
-		want  error
-		valid bool
+		name     string
+		sdp      string
+		dir      Direction
+		want     error
+		sections int // usable sections; 0 when the offer is refused
 	}{
-		{"empty", "  ", PeerSends, ErrEmptyOffer, false},
-		{"garbage", "hello", PeerSends, ErrBadSDP, false},
-		{"no media", head, PeerSends, ErrNoMedia, false},
-		{"data only", head + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", PeerSends, ErrNoMedia, false},
-		{"unsupported", head + section("audio", "PCMU/8000", "sendonly"), PeerSends, ErrUnsupportedCodecs, false},
-		{"wrong direction", head + section("video", "VP8/90000", "recvonly"), PeerSends, ErrWrongDirection, false},
-		{"publisher", head + section("video", "VP8/90000", "sendonly"), PeerSends, nil, true},
-		{"viewer", head + section("video", "VP8/90000", "recvonly"), PeerReceives, nil, true},
-		{"sendrecv viewer", head + section("audio", "opus/48000/2", "sendrecv"), PeerReceives, nil, true},
-		{"h264 and av1", head + section("video", "H264/90000", "sendonly") + section("video", "AV1/90000", "sendonly"), PeerSends, nil, true},
+		{"empty", "  ", PeerSends, ErrEmptyOffer, 0},
+		{"garbage", "hello", PeerSends, ErrBadSDP, 0},
+		{"no media", head, PeerSends, ErrNoMedia, 0},
+		{"data only", head + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n", PeerSends, ErrNoMedia, 0},
+		{"unsupported", head + section("audio", "PCMU/8000", "sendonly"), PeerSends, ErrUnsupportedCodecs, 0},
+		{"wrong direction", head + section("video", "VP8/90000", "recvonly"), PeerSends, ErrWrongDirection, 0},
+		{"publisher", head + section("video", "VP8/90000", "sendonly"), PeerSends, nil, 1},
+		{"viewer", head + section("video", "VP8/90000", "recvonly"), PeerReceives, nil, 1},
+		{"sendrecv viewer", head + section("audio", "opus/48000/2", "sendrecv"), PeerReceives, nil, 1},
+		{"h264 and av1", head + section("video", "H264/90000", "sendonly") + section("video", "AV1/90000", "sendonly"), PeerSends, nil, 2},
+		{"one of two unsupported", head + section("audio", "PCMU/8000", "sendonly") + section("video", "VP8/90000", "sendonly"), PeerSends, nil, 1},
 	}
 	for _, c := range cases {
-		err := CheckOffer(c.sdp, c.dir)
-		if c.valid != (err == nil) || c.want != nil && !strings.Contains(err.Error(), c.want.Error()) {
-			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		n, err := CheckOffer(c.sdp, c.dir)
+		if n != c.sections || (c.sections > 0) != (err == nil) || c.want != nil && !strings.Contains(err.Error(), c.want.Error()) {
+			t.Errorf("%s: %d sections, %v; want %d, %v", c.name, n, err, c.sections, c.want)
 		}
 	}
 }
@@ -151,8 +152,8 @@ func FuzzCheckOffer(f *testing.F) {
 	f.Add("v=0\r\nm=audio 0 RTP/AVP 0\r\n")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, s string) {
-		_ = CheckOffer(s, PeerSends)
-		_ = CheckOffer(s, PeerReceives)
+		_, _ = CheckOffer(s, PeerSends)
+		_, _ = CheckOffer(s, PeerReceives)
 		_ = OfferedCodecs(s)
 	})
 }

@@ -30,14 +30,15 @@ const (
 
 // CheckOffer parses an SDP offer and checks that it has at least one
 // audio or video section in direction dir with a codec the focus
-// forwards. The error wraps one of the Err values above.
-func CheckOffer(offer string, dir Direction) error {
+// forwards. It returns how many such sections there are; the error wraps
+// one of the Err values above.
+func CheckOffer(offer string, dir Direction) (int, error) {
 	if strings.TrimSpace(offer) == "" {
-		return ErrEmptyOffer
+		return 0, ErrEmptyOffer
 	}
 	var s sdp.SessionDescription
 	if err := s.UnmarshalString(offer); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return 0, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
 	media, directed, supported := 0, 0, 0
 	for _, m := range s.MediaDescriptions {
@@ -59,13 +60,13 @@ func CheckOffer(offer string, dir Direction) error {
 	}
 	switch {
 	case media == 0:
-		return ErrNoMedia
+		return 0, ErrNoMedia
 	case directed == 0:
-		return ErrWrongDirection
+		return 0, ErrWrongDirection
 	case supported == 0:
-		return ErrUnsupportedCodecs
+		return 0, ErrUnsupportedCodecs
 	}
-	return nil
+	return supported, nil
 }
 
 func allows(m *sdp.MediaDescription, dir Direction) bool {

@@ -23,7 +23,8 @@ func (s *Server) serveOffer(w http.ResponseWriter, r *http.Request, kind session
 		return e
 	}
 	offer := string(body)
-	if err := rtc.CheckOffer(offer, kind.direction()); err != nil {
+	sections, err := rtc.CheckOffer(offer, kind.direction())
+	if err != nil {
 		return offerError(err)
 	}
 
@@ -31,7 +32,7 @@ func (s *Server) serveOffer(w http.ResponseWriter, r *http.Request, kind session
 	var sources []*focus.UpTrack
 	if kind == viewer {
 		pinned = focus.ParticipantID(r.URL.Query().Get("stream"))
-		sources = s.pickSources(room, pinned)
+		sources = s.waitSources(r.Context(), room, pinned)
 		if len(sources) == 0 {
 			if pinned != "" {
 				return reject(http.StatusNotFound, "no stream %q is published in room %q", pinned, room)
@@ -40,7 +41,7 @@ func (s *Server) serveOffer(w http.ResponseWriter, r *http.Request, kind session
 		}
 	}
 
-	sess, e := s.newSession(kind, room, clientIP(r), pinned)
+	sess, e := s.newSession(kind, room, clientIP(r), pinned, sections)
 	if e != nil {
 		return e
 	}

@@ -55,6 +55,9 @@ type session struct {
 	pc      *webrtc.PeerConnection
 	part    *focus.Participant
 	pinned  focus.ParticipantID // a viewer's ?stream=
+	// expected is how many tracks a publisher's offer announced; pion
+	// reports each with its first packet.
+	expected int
 
 	mu          sync.Mutex
 	closed      bool
@@ -78,7 +81,7 @@ type publication struct {
 
 // newSession admits, joins the core and makes a PeerConnection. On
 // success the session is registered and must be closed.
-func (s *Server) newSession(kind sessionKind, room, ip string, pinned focus.ParticipantID) (*session, *httpError) {
+func (s *Server) newSession(kind sessionKind, room, ip string, pinned focus.ParticipantID, expected int) (*session, *httpError) {
 	if e := s.admit(room, ip); e != nil {
 		return nil, e
 	}
@@ -102,18 +105,19 @@ func (s *Server) newSession(kind sessionKind, room, ip string, pinned focus.Part
 		return nil, reject(http.StatusInternalServerError, "%v", err)
 	}
 	sess := &session{
-		srv:     s,
-		id:      id,
-		room:    room,
-		ip:      ip,
-		kind:    kind,
-		created: time.Now(),
-		log:     s.log.With().Str("room", room).Str("participant", id).Str("kind", kind.path()).Logger(),
-		pc:      pc,
-		part:    part,
-		pinned:  pinned,
-		etag:    newETag(),
-		pubs:    make(map[*webrtc.RTPReceiver]*publication),
+		srv:      s,
+		id:       id,
+		room:     room,
+		ip:       ip,
+		kind:     kind,
+		created:  time.Now(),
+		log:      s.log.With().Str("room", room).Str("participant", id).Str("kind", kind.path()).Logger(),
+		pc:       pc,
+		part:     part,
+		pinned:   pinned,
+		expected: expected,
+		etag:     newETag(),
+		pubs:     make(map[*webrtc.RTPReceiver]*publication),
 	}
 	s.mu.Lock()
 	if s.closed {

@@ -1,33 +1,74 @@
 package whip
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/focus-sfu/focus/focus"
 	"github.com/focus-sfu/focus/rtc"
 )
 
-// pickSources chooses what a new viewer of room watches: the tracks of
-// the pinned publisher, or else of the one that started publishing
-// last. One track per kind.
-func (s *Server) pickSources(room string, pinned focus.ParticipantID) []*focus.UpTrack {
+// sourceWait bounds how long a new viewer waits for the publisher it
+// will watch to have all the tracks its offer announced: a publisher that
+// has just connected has no tracks until its first packets arrive.
+const sourceWait = 5 * time.Second
+
+// waitSources chooses what a new viewer of room watches: the pinned
+// publisher, or else the publisher that started last, waiting up to
+// sourceWait for its tracks. Should that publisher have none by then, the
+// newest publisher with tracks is chosen.
+func (s *Server) waitSources(ctx context.Context, room string, pinned focus.ParticipantID) []*focus.UpTrack {
+	deadline := time.Now().Add(sourceWait)
+	for {
+		srcs, complete := s.pickSources(room, pinned)
+		if complete || time.Now().After(deadline) || ctx.Err() != nil {
+			if len(srcs) == 0 && pinned == "" {
+				srcs = s.newestPublication(room)
+			}
+			return srcs
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// pickSources returns the tracks of the pinned or newest publisher
+// session, and whether that publisher has all of its tracks yet.
+func (s *Server) pickSources(room string, pinned focus.ParticipantID) ([]*focus.UpTrack, bool) {
+	sessions := s.roomSessions(room)
+	for i := len(sessions) - 1; i >= 0; i-- {
+		sess := sessions[i]
+		if sess.kind != publisher || pinned != "" && focus.ParticipantID(sess.id) != pinned {
+			continue
+		}
+		tracks := sess.part.Tracks()
+		return onePerKind(tracks), len(tracks) >= sess.expected
+	}
+	return nil, true
+}
+
+// newestPublication returns the tracks of the publisher whose track was
+// published last.
+func (s *Server) newestPublication(room string) []*focus.UpTrack {
 	c := s.opts.SFU.Conference(focus.ConferenceID(confPrefix + room))
 	if c == nil {
 		return nil
 	}
-	var owner *focus.Participant
-	if pinned != "" {
-		owner = c.Participant(pinned)
-	} else if tracks := c.Tracks(); len(tracks) > 0 {
-		owner = tracks[len(tracks)-1].Owner()
-	}
-	if owner == nil {
+	tracks := c.Tracks()
+	if len(tracks) == 0 {
 		return nil
 	}
+	return onePerKind(tracks[len(tracks)-1].Owner().Tracks())
+}
+
+func onePerKind(tracks []*focus.UpTrack) []*focus.UpTrack {
 	var out []*focus.UpTrack
 	seen := map[focus.Kind]bool{}
-	for _, t := range owner.Tracks() {
+	for _, t := range tracks {
 		if !seen[t.Kind()] {
 			seen[t.Kind()] = true
 			out = append(out, t)

@@ -419,3 +419,38 @@ func sendSilence(t *testing.T, pc *webrtc.PeerConnection) {
 		}
 	}
 }
+
+// A viewer that arrives right after the publisher connected, before its
+// first packets announced its tracks, waits for them instead of getting
+// 404 or half the media.
+func TestViewerWaitsForNewPublishersTracks(t *testing.T) {
+	e := newEnv(t, nil)
+	pub := newClient(t, true)
+	pub.accept(t, e.do("POST", "/whip/room", "application/sdp", pub.offer, nil))
+	waitConnected(t, pub.pc)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(300 * time.Millisecond)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				sendSilence(t, pub.pc)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	v := newClient(t, false)
+	v.accept(t, e.do("POST", "/whep/room", "application/sdp", v.offer, nil))
+	if rs := rooms(t, e); len(rs) != 1 || rs[0].Viewers != 1 {
+		t.Fatalf("rooms %+v", rs)
+	}
+	for _, p := range e.sfu.Conference("whip:room").Participants() {
+		if p.Info().Identity == "whep" && len(p.DownTracks()) != 2 {
+			t.Fatalf("viewer got %d tracks, want audio and video", len(p.DownTracks()))
+		}
+	}
+}
