@@ -2,11 +2,11 @@ package focus
 
 import (
 	"sync"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/rs/zerolog"
-	"time"
 )
 
 // Binding is what a subscriber's connection negotiated for a down track.
