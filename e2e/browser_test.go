@@ -9,15 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/focus-sfu/focus/config"
 	"github.com/focus-sfu/focus/internal/browser"
-	"github.com/focus-sfu/focus/server"
+	"github.com/focus-sfu/focus/internal/focustest"
 )
 
 // These tests drive the reference page (web/) in a real headless Chromium
@@ -61,7 +57,7 @@ func (s browserPageStats) String() string {
 
 func TestBrowserPublishWatch(t *testing.T) {
 	b := browser.New(t) // skips (or fails under CI=true) without Chromium
-	base := startBrowserFocus(t)
+	base := focustest.Start(t, nil).URL
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	room := browserRoom()
@@ -167,7 +163,7 @@ func TestBrowserPublishWatch(t *testing.T) {
 // the focus's 404 and its explanation to the person, on the page.
 func TestBrowserWatchEmptyRoom(t *testing.T) {
 	b := browser.New(t)
-	base := startBrowserFocus(t)
+	base := focustest.Start(t, nil).URL
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	room := browserRoom()
@@ -221,58 +217,6 @@ func TestBrowserWatchEmptyRoom(t *testing.T) {
 // browserRoom is a room name no other test uses.
 func browserRoom() string {
 	return fmt.Sprintf("browser-%d", time.Now().UnixNano())
-}
-
-// startBrowserFocus runs a focus on loopback with ephemeral ports until the
-// test ends, and prints the tail of its log if the test fails.
-func startBrowserFocus(t *testing.T) string {
-	t.Helper()
-	logs := &browserFocusLog{}
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.WebRTC.UDPPort = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.New(ctx, cfg, zerolog.New(logs).With().Timestamp().Logger())
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("focus Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("focus Run did not return within 15 s of cancel")
-		}
-		if t.Failed() {
-			t.Logf("focus log (tail):\n%s", logs.tail(100))
-		}
-	})
-	return "http://" + s.Addr().String()
-}
-
-// browserFocusLog keeps the focus's log lines for a failure report.
-type browserFocusLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *browserFocusLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func (l *browserFocusLog) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines[max(0, len(l.lines)-n):], "\n")
 }
 
 // browserRooms reads GET /api/rooms: room name to the number of tracks

@@ -1,25 +1,20 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
-	"github.com/focus-sfu/focus/config"
+	"github.com/focus-sfu/focus/internal/focustest"
 	"github.com/focus-sfu/focus/internal/testclient"
-	"github.com/focus-sfu/focus/server"
 )
 
 // These tests run a real focus in-process and drive it over WHIP and WHEP
@@ -38,7 +33,7 @@ func TestDeliveryFanOut(t *testing.T) {
 	deliveryLeakCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	base := startDeliveryFocus(t)
+	base := focustest.Start(t, nil).URL
 
 	pub := deliveryPublish(ctx, t, base, "fanout", testclient.PublishOptions{})
 	waitDeliveryTracks(ctx, t, base, "fanout", 2)
@@ -126,7 +121,7 @@ func TestDeliveryLateJoinKeyframe(t *testing.T) {
 	deliveryLeakCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base := startDeliveryFocus(t)
+	base := focustest.Start(t, nil).URL
 
 	// Only the very first frame is a keyframe unless someone asks.
 	pub := deliveryPublish(ctx, t, base, "late", testclient.PublishOptions{KeyframeInterval: time.Hour})
@@ -164,7 +159,7 @@ func TestDeliveryPublisherRestart(t *testing.T) {
 	deliveryLeakCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base := startDeliveryFocus(t)
+	base := focustest.Start(t, nil).URL
 
 	pub1 := deliveryPublish(ctx, t, base, "restart", testclient.PublishOptions{})
 	waitDeliveryTracks(ctx, t, base, "restart", 2)
@@ -230,7 +225,7 @@ func TestDeliveryVanished(t *testing.T) {
 	deliveryLeakCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	base := startDeliveryFocus(t)
+	base := focustest.Start(t, nil).URL
 
 	deliveryPublish(ctx, t, base, "stay", testclient.PublishOptions{})
 	waitDeliveryTracks(ctx, t, base, "stay", 2)
@@ -302,11 +297,12 @@ func TestDeliveryNoLeaks(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base, stop := runDeliveryFocus(t)
+	focus := focustest.Start(t, nil)
+	base := focus.URL
 
 	pub, err := testclient.Publish(ctx, base, "leak", testclient.PublishOptions{})
 	if err != nil {
-		stop()
+		focus.Stop()
 		t.Fatalf("Publish: %v", err)
 	}
 	waitDeliveryTracks(ctx, t, base, "leak", 2)
@@ -332,7 +328,7 @@ func TestDeliveryNoLeaks(t *testing.T) {
 			t.Errorf("viewer Vanish: %v", err)
 		}
 	}
-	stop()
+	focus.Stop()
 	// The focus is gone, so DELETEs fail; only the local teardown matters.
 	_ = pub.Close()
 	for _, v := range vs {
@@ -376,58 +372,6 @@ func checkDeliveryStream(t *testing.T, name string, s testclient.TrackStats, ses
 func deliveryLeakCheck(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-}
-
-// startDeliveryFocus runs a focus for the rest of the test and returns its
-// base URL.
-func startDeliveryFocus(t *testing.T) string {
-	base, stop := runDeliveryFocus(t)
-	t.Cleanup(stop)
-	return base
-}
-
-// runDeliveryFocus runs a focus on loopback with ephemeral ports. stop
-// cancels it and waits for Run to return; the focus's log is printed if
-// the test fails.
-func runDeliveryFocus(t *testing.T) (base string, stop func()) {
-	t.Helper()
-	logs := &deliveryLog{}
-	cfg := config.Default()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.WebRTC.UDPPort = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.New(ctx, cfg, zerolog.New(logs).Level(zerolog.DebugLevel).Hook(deliveryClock{}))
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		if path := os.Getenv("FOCUS_E2E_LOG"); path != "" {
-			if err := os.WriteFile(path, logs.bytes(), 0o644); err != nil {
-				t.Errorf("write focus log: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Logf("focus log (last lines; set FOCUS_E2E_LOG=file for all):\n%s", logs.tail(150))
-		}
-	})
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("focus Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("focus Run did not return within 15 s of cancel")
-			}
-		})
-	}
-	return "http://" + s.Addr().String(), stop
 }
 
 func deliveryPublish(ctx context.Context, t *testing.T, base, room string, opts testclient.PublishOptions) *testclient.Publisher {
@@ -555,45 +499,4 @@ func waitDelivery(ctx context.Context, t *testing.T, what string, cond func() bo
 // session ID that /api/rooms lists.
 func resourceID(resource string) string {
 	return resource[strings.LastIndex(resource, "/")+1:]
-}
-
-// deliveryClock stamps log lines to the microsecond, to line them up with
-// the clients' packet times, without touching zerolog's global format.
-type deliveryClock struct{}
-
-func (deliveryClock) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	e.Str("at", time.Now().Format("15:04:05.000000"))
-}
-
-// deliveryLog collects the focus's log from many goroutines.
-type deliveryLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *deliveryLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *deliveryLog) bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
-
-func (l *deliveryLog) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

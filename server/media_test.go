@@ -17,13 +17,13 @@ import (
 // TestMediaAndShutdown runs media through a token-guarded focus built from
 // config, then shuts it down with the sessions still up.
 func TestMediaAndShutdown(t *testing.T) {
-	cfg := testConfig()
-	cfg.WHIP.Tokens = []config.Token{
-		{Token: "pub", Rooms: []string{"live-*"}, Publish: true},
-		{Token: "view", Rooms: []string{"*"}, View: true},
-	}
-	s, stop := start(t, cfg, nil)
-	base := "http://" + s.Addr().String()
+	f := start(t, func(c *config.Config) {
+		c.WHIP.Tokens = []config.Token{
+			{Token: "pub", Rooms: []string{"live-*"}, Publish: true},
+			{Token: "view", Rooms: []string{"*"}, View: true},
+		}
+	})
+	base := f.URL
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -82,7 +82,7 @@ func TestMediaAndShutdown(t *testing.T) {
 	}
 
 	began := time.Now()
-	stop() // fails the test if Run errs or takes 5 s
+	f.Stop() // fails the test if Run errs or takes 5 s
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("shutdown with live sessions took %v", d)
 	}

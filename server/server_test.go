@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/focus-sfu/focus/config"
+	"github.com/focus-sfu/focus/internal/focustest"
 	"github.com/focus-sfu/focus/server"
 )
 
@@ -24,37 +23,18 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// testConfig is a focus on loopback with ephemeral ports.
-func testConfig() config.Config {
-	c := config.Default()
-	c.Listen = "127.0.0.1:0"
-	c.WebRTC.UDPPort = 0
-	return c
-}
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// start runs a focus for the test. Its Stop, also run at cleanup, fails
+// the test unless Run returns nil within the 5 s shutdown budget.
+func start(t *testing.T, mod func(*config.Config)) *focustest.Focus {
+	t.Helper()
+	return focustest.Start(t, mod, focustest.StopWithin(5*time.Second))
 }
 
 // logLines decodes JSON log output into one map per line.
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+func logLines(t *testing.T, log string) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
 		if l == "" {
 			continue
 		}
@@ -65,39 +45,6 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-// start runs a server and returns it with a stop function that cancels it
-// and checks that Run returned nil within the shutdown budget.
-func start(t *testing.T, cfg config.Config, logs io.Writer) (*server.Server, func()) {
-	t.Helper()
-	if logs == nil {
-		logs = io.Discard
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.New(ctx, cfg, zerolog.New(logs))
-	if err != nil {
-		cancel()
-		t.Fatalf("New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run = %v", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("Run did not return within 5 s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return s, stop
 }
 
 func get(t *testing.T, url string, header http.Header) (int, string) {
@@ -119,10 +66,8 @@ func get(t *testing.T, url string, header http.Header) (int, string) {
 }
 
 func TestRoutes(t *testing.T) {
-	cfg := testConfig()
-	cfg.Admin.Token = "admin-secret"
-	s, _ := start(t, cfg, nil)
-	base := "http://" + s.Addr().String()
+	f := start(t, func(c *config.Config) { c.Admin.Token = "admin-secret" })
+	s, base := f.Server, f.URL
 	if s.AdminAddr() != nil {
 		t.Errorf("AdminAddr = %v, want nil without admin.listen", s.AdminAddr())
 	}
@@ -168,8 +113,7 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestBodyLimit(t *testing.T) {
-	s, _ := start(t, testConfig(), nil)
-	base := "http://" + s.Addr().String()
+	base := start(t, nil).URL
 	big := strings.Repeat("v=0\r\n", (64<<10)/5+10)
 
 	// Declared too large: refused before any handler reads it.
@@ -200,9 +144,7 @@ func TestBodyLimit(t *testing.T) {
 }
 
 func TestAdminListener(t *testing.T) {
-	cfg := testConfig()
-	cfg.Admin.Listen = "127.0.0.1:0"
-	s, _ := start(t, cfg, nil)
+	s := start(t, func(c *config.Config) { c.Admin.Listen = "127.0.0.1:0" }).Server
 	if s.AdminAddr() == nil {
 		t.Fatal("AdminAddr = nil with admin.listen set")
 	}
@@ -225,22 +167,22 @@ func TestAdminListener(t *testing.T) {
 }
 
 func TestReadyLog(t *testing.T) {
-	var logs syncBuffer
-	s, stop := start(t, testConfig(), &logs)
-	stop()
+	f := start(t, nil)
+	f.Stop()
+	s, logs := f.Server, f.Log()
 
 	udp, ok := s.UDPAddr().(*net.UDPAddr)
 	if !ok || udp.Port == 0 {
 		t.Fatalf("UDPAddr = %v, want a bound port", s.UDPAddr())
 	}
 	var ready map[string]any
-	for _, l := range logs.lines(t) {
+	for _, l := range logLines(t, logs) {
 		if _, ok := l["url"]; ok {
 			ready = l
 		}
 	}
 	if ready == nil {
-		t.Fatalf("no start-up line with a url in:\n%s", logs.String())
+		t.Fatalf("no start-up line with a url in:\n%s", logs)
 	}
 	want := map[string]any{
 		"level": "info",
@@ -254,8 +196,8 @@ func TestReadyLog(t *testing.T) {
 			t.Errorf("start-up line %s = %v, want %v", k, ready[k], v)
 		}
 	}
-	if !strings.Contains(logs.String(), `"stopped"`) {
-		t.Errorf("no stop line in:\n%s", logs.String())
+	if !strings.Contains(logs, `"stopped"`) {
+		t.Errorf("no stop line in:\n%s", logs)
 	}
 }
 
@@ -279,13 +221,12 @@ func TestExposureRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig()
+			cfg := focustest.Config()
 			cfg.Listen = tt.listen
 			cfg.WHIP.Tokens = tt.tokens
 			cfg.WHIP.InsecureOpen = tt.insecure
 			if tt.refused {
-				var logs syncBuffer
-				s, err := server.New(context.Background(), cfg, zerolog.New(&logs))
+				s, err := server.New(context.Background(), cfg, zerolog.Nop())
 				if s != nil {
 					t.Fatal("New returned a server for a refused config")
 				}
@@ -295,17 +236,17 @@ func TestExposureRule(t *testing.T) {
 				}
 				return
 			}
-			var logs syncBuffer
-			_, stop := start(t, cfg, &logs)
-			stop()
-			if tt.warning != "" && !strings.Contains(logs.String(), tt.warning) {
-				t.Errorf("log lacks %q:\n%s", tt.warning, logs.String())
+			f := start(t, func(c *config.Config) { *c = cfg })
+			f.Stop()
+			logs := f.Log()
+			if tt.warning != "" && !strings.Contains(logs, tt.warning) {
+				t.Errorf("log lacks %q:\n%s", tt.warning, logs)
 			}
-			if tt.warning == "" && strings.Contains(logs.String(), `"warn"`) {
-				t.Errorf("unexpected warning:\n%s", logs.String())
+			if tt.warning == "" && strings.Contains(logs, `"warn"`) {
+				t.Errorf("unexpected warning:\n%s", logs)
 			}
-			if !strings.Contains(logs.String(), `"mode":"`+tt.mode+`"`) {
-				t.Errorf("log lacks mode %q:\n%s", tt.mode, logs.String())
+			if !strings.Contains(logs, `"mode":"`+tt.mode+`"`) {
+				t.Errorf("log lacks mode %q:\n%s", tt.mode, logs)
 			}
 		})
 	}
@@ -313,7 +254,7 @@ func TestExposureRule(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	t.Run("invalid config", func(t *testing.T) {
-		cfg := testConfig()
+		cfg := focustest.Config()
 		cfg.WebRTC.UDPPort = 70000
 		_, err := server.New(context.Background(), cfg, zerolog.Nop())
 		var ce *config.Error
@@ -327,7 +268,7 @@ func TestNewErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		cfg := testConfig()
+		cfg := focustest.Config()
 		cfg.Listen = ln.Addr().String()
 		_, err = server.New(context.Background(), cfg, zerolog.Nop())
 		var ce *config.Error
@@ -341,7 +282,7 @@ func TestNewErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pc.Close()
-		cfg := testConfig()
+		cfg := focustest.Config()
 		cfg.WebRTC.UDPPort = pc.LocalAddr().(*net.UDPAddr).Port
 		// A fixed HTTP port, so we can check it is free again afterwards.
 		probe, err := net.Listen("tcp", "127.0.0.1:0")
@@ -362,9 +303,9 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestRunTwice(t *testing.T) {
-	s, stop := start(t, testConfig(), nil)
-	stop()
-	if err := s.Run(context.Background()); err == nil {
+	f := start(t, nil)
+	f.Stop()
+	if err := f.Server.Run(context.Background()); err == nil {
 		t.Error("second Run returned nil, want an error")
 	}
 }
