@@ -39,6 +39,9 @@ echo "$bench"
 if echo "$bench" | grep -E '^Benchmark' | grep -vqE ' 0 allocs/op'; then
 	echo "the forwarding path allocates"; exit 1
 fi
+# The same path through a real pion connection, for pion's own share
+# (SRTP, interceptors, the send); reported, not asserted.
+go test -run '^$' -bench 'ForwardThroughPion' -benchmem -benchtime 5000x ./rtc/ | grep -E '^(Benchmark|ok)'
 
 if [ "${CI:-}" = "true" ] || [ "${FOCUS_FUZZ:-}" = "1" ]; then
 	# Six targets a run, 25 s each, chosen by the day so every target
