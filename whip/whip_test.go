@@ -454,3 +454,17 @@ func TestViewerWaitsForNewPublishersTracks(t *testing.T) {
 		}
 	}
 }
+
+// RFC 9725 offers may be setup:actpass or setup:active; the focus
+// answers passive to both, which also lets it choose the SRTP profile.
+func TestOfferSetupRoles(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, role := range []string{"actpass", "active"} {
+		offer := strings.ReplaceAll(newClient(t, true).offer, "a=setup:actpass", "a=setup:"+role)
+		r := e.do("POST", "/whip/room", "application/sdp", offer, nil)
+		b := body(t, r)
+		if r.StatusCode != 201 || !strings.Contains(b, "a=setup:passive") {
+			t.Fatalf("setup:%s: %d, answer has passive: %v", role, r.StatusCode, strings.Contains(b, "a=setup:passive"))
+		}
+	}
+}
