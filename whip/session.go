@@ -65,18 +65,10 @@ type session struct {
 	remoteUfrag string
 	locals      []*rtc.LocalTrack
 	tracks      sync.WaitGroup // OnTrack handlers
-
-	pubMu sync.Mutex // held across Publish, which raises events
-	pubs  map[*webrtc.RTPReceiver]*publication
+	pubs        rtc.Publications
 
 	connectTimer *time.Timer
 	closeOnce    sync.Once
-}
-
-// publication groups the simulcast layers of one receiver.
-type publication struct {
-	up      *focus.UpTrack
-	running int
 }
 
 // newSession admits, joins the core and makes a PeerConnection. On
@@ -117,7 +109,6 @@ func (s *Server) newSession(kind sessionKind, room, ip string, pinned focus.Part
 		pinned:   pinned,
 		expected: expected,
 		etag:     newETag(),
-		pubs:     make(map[*webrtc.RTPReceiver]*publication),
 	}
 	s.mu.Lock()
 	if s.closed {
