@@ -59,6 +59,26 @@ func appendPayload(buf []byte, header []byte, size int, m Marker) []byte {
 	return binary.BigEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf[start:]))
 }
 
+// AppendVP8 appends one synthetic VP8 RTP payload of size bytes: the
+// payload descriptor, on the first packet of a frame (start) the frame
+// header, a keyframe's when keyframe is set, filler, and the trailer
+// describing m. Clients other than Publisher use it to send what a Viewer
+// or TrackRecorder can check.
+func AppendVP8(buf []byte, start, keyframe bool, size int, m Marker) []byte {
+	var h [10]byte
+	return appendPayload(buf, vp8Header(h[:0], start, keyframe), size, m)
+}
+
+// opusTOC is the TOC byte of a 20 ms CELT fullband frame (config 31,
+// stereo off, code 0): it keeps the payload plausible Opus.
+const opusTOC = 0xf8
+
+// AppendOpus appends one synthetic 20 ms Opus RTP payload of size bytes,
+// ending in the trailer describing m.
+func AppendOpus(buf []byte, size int, m Marker) []byte {
+	return appendPayload(buf, []byte{opusTOC}, size, m)
+}
+
 // DecodeTrailer checks a synthetic payload's trailer and checksum and
 // returns its marker.
 func DecodeTrailer(payload []byte) (Marker, error) {

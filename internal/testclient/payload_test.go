@@ -4,6 +4,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 func TestPayloadRoundTrip(t *testing.T) {
@@ -113,4 +116,34 @@ func FuzzDecode(f *testing.F) {
 		_, _ = ParseVP8(p)
 		_, _ = DecodeTrailer(p)
 	})
+}
+
+// TestExportedPayloadsRecord: what AppendVP8 and AppendOpus make, a
+// TrackRecorder counts as intact, in order, starting at a keyframe.
+func TestExportedPayloadsRecord(t *testing.T) {
+	video := NewTrackRecorder(webrtc.RTPCodecTypeVideo)
+	audio := NewTrackRecorder(webrtc.RTPCodecTypeAudio)
+	now := time.Now()
+	for i := range 10 {
+		m := Marker{Session: 1, Counter: uint32(i), Sent: now}
+		video.Record(&rtp.Packet{
+			Header:  rtp.Header{SequenceNumber: uint16(65530 + i), Timestamp: uint32(i / 2)},
+			Payload: AppendVP8(nil, i%2 == 0, i == 0, 300, m),
+		}, now)
+		audio.Record(&rtp.Packet{
+			Header:  rtp.Header{SequenceNumber: uint16(i), Timestamp: uint32(960 * i)},
+			Payload: AppendOpus(nil, 100, m),
+		}, now)
+	}
+	v, a := video.Stats(), audio.Stats()
+	if v.Packets != 10 || v.Intact != 10 || v.Seq.Gaps != 0 || v.CounterGaps != 0 || !v.FirstKeyframe ||
+		v.Keyframes != 1 || v.VP8Errors != 0 || v.Sessions != 1 {
+		t.Errorf("video stats = %+v", v)
+	}
+	if a.Packets != 10 || a.Intact != 10 || a.Seq.Gaps != 0 || a.CounterGaps != 0 || a.FirstKeyframe || a.Sessions != 1 {
+		t.Errorf("audio stats = %+v", a)
+	}
+	if p := AppendOpus(nil, 100, Marker{}); len(p) != 100 || p[0] != opusTOC {
+		t.Errorf("AppendOpus: len %d, first byte %#x", len(p), p[0])
+	}
 }

@@ -242,9 +242,7 @@ func (p *Publisher) sendAudio() {
 			return
 		case <-tick.C:
 		}
-		// A TOC byte for a 20 ms CELT fullband frame (config 31, stereo
-		// off, code 0) keeps the payload plausible Opus.
-		buf = appendPayload(buf[:0], []byte{0xf8}, p.opts.AudioPacketSize,
+		buf = AppendOpus(buf[:0], p.opts.AudioPacketSize,
 			Marker{Session: session, Counter: counter, Sent: time.Now()})
 		counter++
 		pkt.Payload = buf

@@ -61,10 +61,43 @@ type session struct {
 	closeErr  error
 }
 
-// newSession makes a PeerConnection with its own API: VP8 and Opus with the
-// usual RTCP feedback, pion's default interceptors (NACK, reports, TWCC),
-// UDP over IPv4 only, loopback candidates included, and no mDNS.
+// newSession makes a PeerConnection from its own API (see NewAPI) whose
+// sockets can be cut.
 func newSession(hc *http.Client, token string) (*session, error) {
+	sn, err := newCutNet()
+	if err != nil {
+		return nil, err
+	}
+	api, err := newAPI(sn)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("testclient: new peer connection: %w", err)
+	}
+	if hc == nil {
+		// No keep-alive: an idle pooled connection would outlive the
+		// client and show up as a leaked goroutine.
+		hc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	}
+	return &session{pc: pc, http: hc, token: token, net: sn}, nil
+}
+
+// NewAPI returns a pion API set up as the WHIP and WHEP clients' own: VP8
+// and Opus with the usual RTCP feedback, pion's default interceptors (NACK,
+// reports, TWCC), UDP over IPv4 only, loopback candidates included, no
+// mDNS, and pion's own logs off. Other test clients build their
+// PeerConnections from it so that all of them offer the same media.
+func NewAPI() (*webrtc.API, error) {
+	sn, err := newCutNet()
+	if err != nil {
+		return nil, err
+	}
+	return newAPI(sn)
+}
+
+func newAPI(sn *cutNet) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	videoFB := []webrtc.RTCPFeedback{
 		{Type: webrtc.TypeRTCPFBGoogREMB},
@@ -104,27 +137,13 @@ func newSession(hc *http.Client, token string) (*session, error) {
 		return nil, fmt.Errorf("testclient: interceptors: %w", err)
 	}
 
-	sn, err := newCutNet()
-	if err != nil {
-		return nil, err
-	}
 	se := webrtc.SettingEngine{LoggerFactory: quiet}
 	se.SetNet(sn)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("testclient: new peer connection: %w", err)
-	}
-	if hc == nil {
-		// No keep-alive: an idle pooled connection would outlive the
-		// client and show up as a leaked goroutine.
-		hc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	}
-	return &session{pc: pc, http: hc, token: token, net: sn}, nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }
 
 // negotiate sends the offer to endpoint (non-trickle: after gathering
