@@ -16,6 +16,7 @@ type Config struct {
 	WHIP   WHIP   `yaml:"whip"`
 	Limits Limits `yaml:"limits"`
 	Log    Log    `yaml:"log"`
+	Matrix Matrix `yaml:"matrix"`
 }
 
 // Admin configures the admin routes (/api/rooms).
@@ -101,6 +102,7 @@ func Default() Config {
 			SessionsPerIP:   100,
 			SessionsTotal:   1000,
 		},
-		Log: Log{Level: "info", Format: "console"},
+		Log:    Log{Level: "info", Format: "console"},
+		Matrix: defaultMatrix(),
 	}
 }

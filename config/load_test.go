@@ -88,6 +88,23 @@ whip:
   tokens: [{token: abc, rooms: ["*"], publish: true, view: false}]
 limits: {sessions_per_room: 1, sessions_per_ip: 2, sessions_total: 3}
 log: {level: trace, format: json}
+matrix:
+  enabled: true
+  homeserver_url: "https://matrix.example.org"
+  server_name: example.org
+  as_token: ast
+  hs_token: hst
+  bot_localpart: sfu
+  device_id: SFU1
+  appservice_listen: "0.0.0.0:29333"
+  appservice_url: "http://focus.internal:29333"
+  data_dir: /var/lib/focus
+  allowed_homeservers: [example.org, "other.example:8448"]
+  allowed_users: ["@*:example.org"]
+  allowed_rooms: ["!*:example.org"]
+  auto_join: false
+  max_participants_per_conference: 8
+  max_conferences: 0
 `,
 			want: func(c *config.Config) {
 				*c = config.Config{
@@ -108,6 +125,25 @@ log: {level: trace, format: json}
 					WHIP:   config.WHIP{InsecureOpen: true, Tokens: []config.Token{{Token: "abc", Rooms: []string{"*"}, Publish: true}}},
 					Limits: config.Limits{SessionsPerRoom: 1, SessionsPerIP: 2, SessionsTotal: 3},
 					Log:    config.Log{Level: "trace", Format: "json"},
+					Matrix: config.Matrix{
+						Enabled:            true,
+						HomeserverURL:      "https://matrix.example.org",
+						ServerName:         "example.org",
+						ASToken:            "ast",
+						HSToken:            "hst",
+						BotLocalpart:       "sfu",
+						DeviceID:           "SFU1",
+						AppServiceListen:   "0.0.0.0:29333",
+						AppServiceURL:      "http://focus.internal:29333",
+						DataDir:            "/var/lib/focus",
+						AllowedHomeservers: []string{"example.org", "other.example:8448"},
+						AllowedUsers:       []string{"@*:example.org"},
+						AllowedRooms:       []string{"!*:example.org"},
+						AutoJoin:           false,
+						MaxConferences:     0,
+
+						MaxParticipantsPerConference: 8,
+					},
 				}
 			},
 		},

@@ -50,7 +50,7 @@ func (c Config) Validate() error {
 	if !slices.Contains(logFormats, c.Log.Format) {
 		return errorf("log.format", fmt.Sprintf("%q is not one of %s", c.Log.Format, strings.Join(logFormats, ", ")))
 	}
-	return nil
+	return c.Matrix.validate()
 }
 
 func (w WebRTC) validate() error {
