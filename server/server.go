@@ -32,6 +32,7 @@ type Server struct {
 	engine  *rtc.Engine
 	sfu     *focus.SFU
 	whip    *whip.Server
+	matrix  *matrixFrontend // nil unless matrix.enabled
 	main    listener
 	admin   *listener // nil when the admin routes are on main
 	running atomic.Bool
@@ -110,6 +111,12 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		return nil, fmt.Errorf("server: %w", err)
 	}
 
+	if cfg.Matrix.Enabled {
+		if s.matrix, err = newMatrix(ctx, cfg, log, s.engine, s.sfu); err != nil {
+			return nil, err
+		}
+	}
+
 	httpLog := log.With().Str("component", "http").Logger()
 	s.main.srv = newHTTPServer(s.mainRoutes(), httpLog)
 	if s.admin != nil {
@@ -141,6 +148,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("server: Run called twice")
 	}
 	s.logReady()
+	if s.matrix != nil {
+		s.matrix.start()
+	}
 
 	listeners := []*listener{&s.main}
 	if s.admin != nil {
@@ -189,6 +199,11 @@ func (s *Server) Run(ctx context.Context) error {
 // port. It tolerates a partly built Server.
 func (s *Server) closeAll(ctx context.Context) error {
 	var errs []error
+	if s.matrix != nil {
+		if err := s.matrix.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: close matrix: %w", err))
+		}
+	}
 	if s.whip != nil {
 		if err := s.whip.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: close whip: %w", err))
