@@ -50,7 +50,7 @@ var dataChannelExamples = map[string]string{
 	DCPong: `{"type":"m.call.pong","content":{}}`,
 }
 
-func jsonEqual(t *testing.T, got, want []byte) {
+func wireJSONEqual(t *testing.T, got, want []byte) {
 	t.Helper()
 	var g, w any
 	if err := json.Unmarshal(got, &g); err != nil {
@@ -78,7 +78,7 @@ func TestToDeviceExamplesRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jsonEqual(t, out, []byte(raw))
+			wireJSONEqual(t, out, []byte(raw))
 		})
 	}
 }
@@ -94,7 +94,7 @@ func TestDataChannelExamplesRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jsonEqual(t, out, []byte(raw))
+			wireJSONEqual(t, out, []byte(raw))
 		})
 	}
 }
@@ -211,7 +211,7 @@ func TestMetadataKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jsonEqual(t, out, []byte(`{"type":"m.call.sdp_stream_metadata_changed","content":{"sdp_stream_metadata":{"s":{"purpose":"m.usermedia","audio_muted":false,"video_muted":false}}}}`))
+	wireJSONEqual(t, out, []byte(`{"type":"m.call.sdp_stream_metadata_changed","content":{"sdp_stream_metadata":{"s":{"purpose":"m.usermedia","audio_muted":false,"video_muted":false}}}}`))
 }
 
 func TestParseToDeviceErrors(t *testing.T) {
@@ -249,12 +249,12 @@ func TestParseToDeviceErrors(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(fmt.Sprintf("%d_%s", i, tc.typ), func(t *testing.T) {
 			msg, err := ParseToDevice(tc.typ, json.RawMessage(tc.raw))
-			checkErr(t, msg, err, tc.is, tc.msg)
+			wireCheckErr(t, msg, err, tc.is, tc.msg)
 		})
 	}
 }
 
-func checkErr(t *testing.T, msg any, err, is error, want string) {
+func wireCheckErr(t *testing.T, msg any, err, is error, want string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("parsed %#v, want error %q", msg, want)
@@ -274,7 +274,7 @@ func checkErr(t *testing.T, msg any, err, is error, want string) {
 	}
 }
 
-func candidatesJSON(n int) string {
+func wireCandidatesJSON(n int) string {
 	c := make([]string, n)
 	for i := range c {
 		c[i] = `{"candidate":"candidate:1 1 udp 1 192.0.2.1 1 typ host","sdpMid":"0","sdpMLineIndex":0}`
@@ -283,7 +283,7 @@ func candidatesJSON(n int) string {
 }
 
 func TestCandidatesBound(t *testing.T) {
-	msg, err := ParseToDevice("m.call.candidates", json.RawMessage(candidatesJSON(MaxCandidates)))
+	msg, err := ParseToDevice("m.call.candidates", json.RawMessage(wireCandidatesJSON(MaxCandidates)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,8 +291,8 @@ func TestCandidatesBound(t *testing.T) {
 	if len(c.Candidates) != MaxCandidates || *c.Candidates[0].SDPMid != "0" || *c.Candidates[0].SDPMLineIndex != 0 {
 		t.Fatalf("bad candidates %+v", c.Candidates[0])
 	}
-	msg, err = ParseToDevice("m.call.candidates", json.RawMessage(candidatesJSON(MaxCandidates+1)))
-	checkErr(t, msg, err, ErrInvalid, "m.call.candidates: candidates has 257 entries, more than 256")
+	msg, err = ParseToDevice("m.call.candidates", json.RawMessage(wireCandidatesJSON(MaxCandidates+1)))
+	wireCheckErr(t, msg, err, ErrInvalid, "m.call.candidates: candidates has 257 entries, more than 256")
 
 	// End of candidates: an empty candidate, null mid and index allowed.
 	msg, err = ParseToDevice("m.call.candidates", json.RawMessage(`{"call_id":"c","party_id":"p","candidates":[{"candidate":"","sdpMid":null,"sdpMLineIndex":null}]}`))
@@ -312,7 +312,7 @@ func TestCandidatesBound(t *testing.T) {
 	}
 }
 
-func subscriptionJSON(n int, list string) string {
+func wireSubscriptionJSON(n int, list string) string {
 	s := make([]string, n)
 	for i := range s {
 		s[i] = fmt.Sprintf(`{"stream_id":"s","track_id":"t%d"}`, i)
@@ -337,8 +337,8 @@ func TestParseDataChannelErrors(t *testing.T) {
 		{`{"type":"m.call.track_subscription","content":{"unsubscribe":[{"track_id":"t"}]}}`, ErrInvalid, "m.call.track_subscription: unsubscribe[0].stream_id is empty"},
 		{`{"type":"m.call.track_subscription","content":{"subscribe":[{"stream_id":"s","track_id":"t","width":-2}]}}`, ErrInvalid, "m.call.track_subscription: subscribe[0] has a negative width or height"},
 		{`{"type":"m.call.track_subscription","content":{"subscribe":"all"}}`, ErrInvalid, "m.call.track_subscription: invalid message: …"},
-		{subscriptionJSON(MaxSubscriptions+1, "subscribe"), ErrInvalid, "m.call.track_subscription: subscribe has 257 entries, more than 256"},
-		{subscriptionJSON(MaxSubscriptions+1, "unsubscribe"), ErrInvalid, "m.call.track_subscription: unsubscribe has 257 entries, more than 256"},
+		{wireSubscriptionJSON(MaxSubscriptions+1, "subscribe"), ErrInvalid, "m.call.track_subscription: subscribe has 257 entries, more than 256"},
+		{wireSubscriptionJSON(MaxSubscriptions+1, "unsubscribe"), ErrInvalid, "m.call.track_subscription: unsubscribe has 257 entries, more than 256"},
 		{`{"type":"m.call.ping","content":[]}`, ErrInvalid, "m.call.ping: invalid message: …"},
 		{`{"type":5}`, ErrInvalid, "data channel: invalid message: …"},
 		{`not json`, ErrInvalid, "data channel: invalid message: …"},
@@ -348,7 +348,7 @@ func TestParseDataChannelErrors(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			msg, err := ParseDataChannel([]byte(tc.raw))
-			checkErr(t, msg, err, tc.is, tc.msg)
+			wireCheckErr(t, msg, err, tc.is, tc.msg)
 		})
 	}
 }
@@ -362,7 +362,7 @@ func TestParseDataChannelAccepts(t *testing.T) {
 		{`{"type":"m.call.pong","content":null}`, &Pong{}},
 		{`{"type":"m.call.pong","content":{"extra":1}}`, &Pong{}},
 		{`{"type":"m.call.track_subscription","content":{}}`, &TrackSubscription{}},
-		{subscriptionJSON(MaxSubscriptions, "unsubscribe"), nil},
+		{wireSubscriptionJSON(MaxSubscriptions, "unsubscribe"), nil},
 		{`{"type":"m.call.sdp_stream_metadata_changed","content":{"sdp_stream_metadata":{}}}`, &MetadataChanged{Metadata: metadata.Metadata{}}},
 		{`{"type":"m.call.sdp_stream_metadata_changed","content":{"org.matrix.msc3077.sdp_stream_metadata":{"s":{}}}}`, &MetadataChanged{Metadata: metadata.Metadata{"s": {}}}},
 		{`{"type":"m.call.track_subscription","content":{"subscribe":[{"stream_id":"s","track_id":"t","width":320,"height":180}]}}`,
@@ -425,9 +425,9 @@ func TestGoValuesRoundTrip(t *testing.T) {
 	}
 }
 
-// fuzzRoundTrip checks that what parses re-encodes to a fixed point:
+// wireRoundTrip checks that what parses re-encodes to a fixed point:
 // marshal(parse(marshal(v))) == marshal(v).
-func fuzzRoundTrip(t *testing.T, v any, marshal func(any) ([]byte, error), parse func([]byte) (any, error)) {
+func wireRoundTrip(t *testing.T, v any, marshal func(any) ([]byte, error), parse func([]byte) (any, error)) {
 	b1, err := marshal(v)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) && strings.HasSuffix(err.Error(), "seq is not set") {
@@ -454,7 +454,7 @@ func FuzzParseToDevice(f *testing.F) {
 	}
 	f.Add("m.call.hangup", []byte(`{"call_id":"c","party_id":"p","version":1}`))
 	f.Add("m.call.invite", []byte(`{"call_id":"c","party_id":"p","device_id":"D","offer":{"type":"offer","sdp":"x"},"sdp_stream_metadata":{"s":{"tracks":{"t":{}}}}}`))
-	f.Add("m.call.candidates", []byte(candidatesJSON(3)))
+	f.Add("m.call.candidates", []byte(wireCandidatesJSON(3)))
 	f.Add("m.call.invite", []byte(`null`))
 	f.Add("x", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, typ string, raw []byte) {
@@ -468,7 +468,7 @@ func FuzzParseToDevice(f *testing.F) {
 			}
 			return
 		}
-		fuzzRoundTrip(t, msg, json.Marshal, func(b []byte) (any, error) { return ParseToDevice(typ, b) })
+		wireRoundTrip(t, msg, json.Marshal, func(b []byte) (any, error) { return ParseToDevice(typ, b) })
 	})
 }
 
@@ -476,7 +476,7 @@ func FuzzParseDataChannel(f *testing.F) {
 	for _, raw := range dataChannelExamples {
 		f.Add([]byte(raw))
 	}
-	f.Add([]byte(subscriptionJSON(4, "subscribe")))
+	f.Add([]byte(wireSubscriptionJSON(4, "subscribe")))
 	f.Add([]byte(`{"type":"m.call.sdp_stream_metadata_changed","content":{"org.matrix.msc3077.sdp_stream_metadata":{}}}`))
 	f.Add([]byte(`{"type":"m.call.ping"}`))
 	f.Add([]byte(`{"type":"m.call.negotiate","content":null}`))
@@ -492,6 +492,6 @@ func FuzzParseDataChannel(f *testing.F) {
 			}
 			return
 		}
-		fuzzRoundTrip(t, msg, func(v any) ([]byte, error) { return MarshalDataChannel(v.(DCContent)) }, ParseDataChannel)
+		wireRoundTrip(t, msg, func(v any) ([]byte, error) { return MarshalDataChannel(v.(DCContent)) }, ParseDataChannel)
 	})
 }
