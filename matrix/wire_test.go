@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
 
 	"github.com/focus-sfu/focus/metadata"
 )
@@ -494,4 +498,72 @@ func FuzzParseDataChannel(f *testing.F) {
 		}
 		wireRoundTrip(t, msg, func(v any) ([]byte, error) { return MarshalDataChannel(v.(DCContent)) }, ParseDataChannel)
 	})
+}
+
+// TestDocExamples parses every JSON example in the "Wire protocol"
+// section of docs/matrix.md, and checks that every message type has one.
+func TestDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/matrix.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Wire protocol\n")
+	if !ok {
+		t.Fatal(`docs/matrix.md has no "## Wire protocol" section`)
+	}
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	seen := map[string]bool{}
+	// The examples' created_ts is 1700000000000.
+	m := NewMemberships(func() time.Time { return time.UnixMilli(1700000001000) })
+	blocks := strings.Split(section, "```json\n")[1:]
+	for i, b := range blocks {
+		block, _, _ := strings.Cut(b, "```")
+		var env struct {
+			Type    string          `json:"type"`
+			Content json.RawMessage `json:"content"`
+		}
+		if err := json.Unmarshal([]byte(block), &env); err != nil {
+			t.Fatalf("example %d is not JSON: %v\n%s", i, err, block)
+		}
+		seen[env.Type] = true
+		switch env.Type {
+		case TypeInvite.Type, TypeAnswer.Type, TypeCandidates.Type, TypeSelectAnswer.Type, TypeHangup.Type:
+			msg, err := ParseToDevice(env.Type, env.Content)
+			if err != nil {
+				t.Fatalf("example %d: %v", i, err)
+			}
+			if _, err := json.Marshal(msg); err != nil {
+				t.Fatalf("example %d does not re-encode: %v", i, err)
+			}
+		case DCTrackSubscription, DCNegotiate, DCMetadataChanged, DCPing, DCPong:
+			if _, err := ParseDataChannel([]byte(block)); err != nil {
+				t.Fatalf("example %d: %v", i, err)
+			}
+		case StateCallMember.Type, StateCallMemberUnstable.Type:
+			var evt event.Event
+			if err := json.Unmarshal([]byte(block), &evt); err != nil {
+				t.Fatalf("example %d: %v", i, err)
+			}
+			evt.RoomID = "!doc:example.org"
+			cs, err := m.Update(&evt)
+			if err != nil {
+				t.Fatalf("example %d: %v", i, err)
+			}
+			if string(env.Content) != "{}" && (len(cs) != 1 || cs[0].Kind != MemberJoined ||
+				!cs[0].Member.UsesFocus("@focus:example.org", "FOCUSDEV")) {
+				t.Fatalf("example %d: changes %+v, want one member joining with the focus", i, cs)
+			}
+		default:
+			t.Fatalf("example %d has an unexpected type %q", i, env.Type)
+		}
+	}
+	for _, typ := range []string{TypeInvite.Type, TypeAnswer.Type, TypeCandidates.Type, TypeSelectAnswer.Type, TypeHangup.Type,
+		DCTrackSubscription, DCNegotiate, DCMetadataChanged, DCPing, DCPong,
+		StateCallMember.Type, StateCallMemberUnstable.Type} {
+		if !seen[typ] {
+			t.Errorf("docs/matrix.md has no example of %s", typ)
+		}
+	}
 }
