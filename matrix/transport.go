@@ -117,10 +117,16 @@ type Transport struct {
 	mu           sync.Mutex
 	in           Inbound
 	joined       map[id.RoomID]bool
-	loaded       map[stateKey]int64 // origin_server_ts of state loaded in full
+	loaded       map[stateKey]loadedState // state loaded in full, until the stream passes it
 	seenEvents   *recentSet
 	seenToDevice *recentSet
 	invites      map[id.RoomID]time.Time // when an invite to the room was last handled
+}
+
+// loadedState is the event a full state load delivered for one key.
+type loadedState struct {
+	id id.EventID
+	ts int64 // origin_server_ts
 }
 
 // stateKey names one piece of room state.
@@ -150,7 +156,7 @@ func NewTransport(cfg Config, log zerolog.Logger) (*Transport, error) {
 		ready:        make(chan struct{}),
 		done:         make(chan struct{}),
 		joined:       make(map[id.RoomID]bool),
-		loaded:       make(map[stateKey]int64),
+		loaded:       make(map[stateKey]loadedState),
 		seenEvents:   newRecentSet(maxSeenEvents),
 		seenToDevice: newRecentSet(maxSeenToDevice),
 		invites:      make(map[id.RoomID]time.Time),
@@ -175,7 +181,12 @@ func (t *Transport) newClient(accessToken string) (*mautrix.Client, error) {
 		return nil, fmt.Errorf("matrix: homeserver URL %q: %w", t.cfg.HomeserverURL, err)
 	}
 	cli.Client = t.http
-	cli.Log = t.log.Level(zerolog.WarnLevel)
+	// mautrix logs every failed request itself; the Transport logs the
+	// failures that matter, with a hint. Its own log is for tracing only.
+	cli.Log = zerolog.Nop()
+	if t.log.GetLevel() <= zerolog.TraceLevel && zerolog.GlobalLevel() <= zerolog.TraceLevel {
+		cli.Log = t.log.With().Str("component", "mautrix").Logger()
+	}
 	cli.UserAgent = "focus-sfu " + mautrix.DefaultUserAgent
 	return cli, nil
 }
@@ -321,8 +332,13 @@ func (t *Transport) roomEvent(ctx context.Context, evt *event.Event) {
 		return
 	}
 	k := stateKey{room, evt.Type.Type, *evt.StateKey}
-	if ts, ok := t.loaded[k]; ok {
-		if evt.Timestamp < ts {
+	if l, ok := t.loaded[k]; ok {
+		switch {
+		case evt.ID == l.id:
+			// The loaded event itself: delivered already.
+			delete(t.loaded, k)
+			return
+		case evt.Timestamp < l.ts:
 			// Older than the state loaded in full (a transaction queued
 			// while the focus was down, say): it would undo newer state.
 			t.log.Debug().Str("room", string(room)).Str("event", string(evt.ID)).Msg("matrix: skipping an event older than the loaded state")
@@ -422,7 +438,7 @@ func (t *Transport) joinedRoom(ctx context.Context, room id.RoomID) {
 			if evt.RoomID == "" {
 				evt.RoomID = room
 			}
-			t.loaded[stateKey{room, et.Type, k}] = evt.Timestamp
+			t.loaded[stateKey{room, et.Type, k}] = loadedState{evt.ID, evt.Timestamp}
 			t.deliverRoomEvent(ctx, evt)
 		}
 	}
