@@ -419,3 +419,101 @@ func TestInviteRejections(t *testing.T) {
 		t.Fatalf("rejected invites left %d calls", n)
 	}
 }
+
+// renegotiate sends the client's own offer over the data channel and
+// applies the focus's answer.
+func (p *peer) renegotiate(meta map[string]any) {
+	p.t.Helper()
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		p.t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"type": DCNegotiate, "content": map[string]any{
+		"description": map[string]string{"type": "offer", "sdp": p.pc.LocalDescription().SDP}, "sdp_stream_metadata": meta}})
+	before := p.countDC(DCNegotiate)
+	if err := p.dc.Send(b); err != nil {
+		p.t.Fatal(err)
+	}
+	p.waitFor("the focus's answer", func() bool { return p.countDC(DCNegotiate) > before })
+	p.mu.Lock()
+	last := p.dcMsgs[len(p.dcMsgs)-1]
+	p.mu.Unlock()
+	var ans Negotiate
+	if err := json.Unmarshal(last.Content, &ans); err != nil || ans.Description.Type != event.CallDataTypeAnswer {
+		p.t.Fatalf("focus's reply to an offer: %s %v", last.Content, err)
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans.Description.SDP}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *peer) countDC(typ string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, m := range p.dcMsgs {
+		if m.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+func TestScreenShareAndUnsubscribe(t *testing.T) {
+	h := newHarness(t)
+	a := h.join("@a:hs", "A", "conf")
+	b := h.join("@b:hs", "B", "conf")
+
+	// B adds a screen share mid-call and offers it over the data channel.
+	screen, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "screen-B", "share-B")
+	if _, err := b.pc.AddTransceiverFromTrack(screen, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	b.renegotiate(map[string]any{
+		"stream-B": map[string]any{"purpose": "m.usermedia", "audio_muted": false, "video_muted": false},
+		"share-B":  map[string]any{"purpose": "m.screenshare", "audio_muted": true, "video_muted": false},
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for seq := uint16(0); ; seq++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			_ = screen.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: uint32(seq) * 1800},
+				Payload: testclient.AppendVP8(nil, true, true, 200, testclient.Marker{Counter: uint32(seq), Sent: time.Now()})})
+		}
+	}()
+	a.waitFor("B's screen share", func() bool { return len(a.lastMetadata()["share-B"]) == 1 })
+	a.mu.Lock()
+	var purpose string
+	for i := len(a.dcMsgs) - 1; i >= 0 && purpose == ""; i-- {
+		var m MetadataChanged
+		if a.dcMsgs[i].Type == DCMetadataChanged && json.Unmarshal(a.dcMsgs[i].Content, &m) == nil {
+			purpose = string(m.Metadata["share-B"].Purpose)
+		}
+	}
+	a.mu.Unlock()
+	if purpose != "m.screenshare" {
+		t.Fatalf("screen share announced with purpose %q", purpose)
+	}
+	a.sendDC(&TrackSubscription{Subscribe: []SubscribeTrack{{StreamID: "share-B", TrackID: "screen-B"}, {StreamID: "stream-B", TrackID: "cam-B"}}})
+	a.waitFor("the screen share", func() bool { return a.packets("screen-B") > 20 && a.packets("cam-B") > 20 })
+
+	// Unsubscribing stops the packets of that track only.
+	a.sendDC(&TrackSubscription{Unsubscribe: []UnsubscribeTrack{{StreamID: "stream-B", TrackID: "cam-B"}}})
+	time.Sleep(300 * time.Millisecond)
+	cam, scr := a.packets("cam-B"), a.packets("screen-B")
+	time.Sleep(500 * time.Millisecond)
+	if a.packets("cam-B") != cam {
+		t.Fatal("packets of an unsubscribed track still arrive")
+	}
+	if a.packets("screen-B") <= scr {
+		t.Fatal("the remaining subscription stopped")
+	}
+}
