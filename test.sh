@@ -27,6 +27,12 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 
+# Build Dendrite (the homeserver of the Matrix tests) into the cache now,
+# once, so that its cold build (a minute or two) does not run inside the
+# race-checked tests below. Nothing is done when it is cached already.
+step "Dendrite for the Matrix tests (docs/testing.md)"
+go test -count=1 -timeout 20m -v -run '^TestBuild$' ./internal/dendrite/
+
 step "tests (-race)"
 go test -race -count=1 -skip '^TestDelivery' ./...
 

@@ -118,7 +118,7 @@ func Start(tb testing.TB, opts Options) *Server {
 		s.report()
 	})
 	if err != nil {
-		tb.Fatalf("%v\n--- last lines of %s:\n%s", err, s.LogPath, s.logTail())
+		tb.Fatalf("%v (the log's tail follows at cleanup)", err)
 	}
 	return s
 }
@@ -350,7 +350,7 @@ func (s *Server) Stop() {
 		select {
 		case <-s.exited:
 			if !s.tb.Failed() {
-				s.tb.Errorf("dendrite: exited during the test: %v\n--- last lines of %s:\n%s", s.waitErr, s.LogPath, s.logTail())
+				s.tb.Errorf("dendrite: exited during the test: %v", s.waitErr)
 			}
 			return
 		default:
