@@ -256,3 +256,50 @@ func TestMatrixLegacyMembershipCandidatesInOffer(t *testing.T) {
 		}
 	}
 }
+
+// TestMatrixGlare: Bob subscribes and, at once, offers a screen share.
+// The focus's offer for the subscription and Bob's offer cross on the
+// data channel; the focus keeps its own, Bob (polite) drops his, answers,
+// and offers again. Both the subscription and the screen share work.
+func TestMatrixGlare(t *testing.T) {
+	deliveryLeakCheck(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := startMatrix(t)
+	us := []*dendrite.User{env.hs.CreateUser(t, "alice"), env.hs.CreateUser(t, "bob")}
+	room := env.room(ctx, t, us...)
+	const conf = "conf-g"
+	alice := env.client(ctx, t, us[0], matrixclient.Options{})
+	bob := env.client(ctx, t, us[1], matrixclient.Options{})
+	env.joinCall(ctx, t, alice, room, conf)
+	env.joinCall(ctx, t, bob, room, conf)
+	aliceRefs := waitPublished(ctx, t, bob, matrixclient.PurposeUserMedia, 2, alice)
+
+	if err := bob.Subscribe(ctx, aliceRefs...); err != nil {
+		t.Fatal(err)
+	}
+	ss, err := bob.AddScreenShare(ctx)
+	if err != nil {
+		t.Fatalf("bob adds a screen share while the focus offers: %v", err)
+	}
+	n := bob.Negotiation()
+	t.Logf("bob's negotiation: %+v", n)
+	if n.Glares == 0 {
+		t.Log("the offers did not cross this time; the outcome is checked all the same")
+	}
+	checkReceived(ctx, t, bob, aliceRefs, 100)
+	refs := waitPublished(ctx, t, alice, matrixclient.PurposeScreenShare, 1, bob)
+	if len(refs) != 1 || refs[0].TrackID != ss.TrackID {
+		t.Errorf("alice sees bob's screen share as %v, bob sends %v", refs, ss)
+	}
+	if err := alice.Subscribe(ctx, refs...); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(ctx, t, alice, refs, 100)
+	checkNoProblems(t, alice, bob)
+	for _, c := range []*matrixclient.Client{alice, bob} {
+		if err := c.Leave(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+}
