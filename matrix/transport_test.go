@@ -393,6 +393,33 @@ func (r *recorder) waitFor(t *testing.T, want ...string) []string {
 	}
 }
 
+// waitForPrefix waits until a recorded event starts with prefix.
+func (r *recorder) waitForPrefix(t *testing.T, prefix string) []string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		got := r.list()
+		if hasPrefix(got, prefix) {
+			return got
+		}
+		select {
+		case <-r.wake:
+		case <-time.After(20 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %q...; got:\n%s", prefix, strings.Join(got, "\n"))
+		}
+	}
+}
+
+func hasPrefix(list []string, prefix string) bool {
+	for _, v := range list {
+		if strings.HasPrefix(v, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
