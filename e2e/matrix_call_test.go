@@ -303,3 +303,77 @@ func TestMatrixGlare(t *testing.T) {
 		}
 	}
 }
+
+// TestMatrixReinvite: Alice's client drops its call without a word and
+// invites again from the same device. The focus replaces her old call:
+// Bob sees her streams again, subscribes, and receives the new session's
+// media; the old participant has left the conference.
+func TestMatrixReinvite(t *testing.T) {
+	deliveryLeakCheck(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	env := startMatrix(t)
+	us := []*dendrite.User{env.hs.CreateUser(t, "alice"), env.hs.CreateUser(t, "bob")}
+	room := env.room(ctx, t, us...)
+	const conf = "conf-re"
+	alice := env.client(ctx, t, us[0], matrixclient.Options{StreamID: "alice-media"})
+	bob := env.client(ctx, t, us[1], matrixclient.Options{})
+	env.joinCall(ctx, t, alice, room, conf)
+	env.joinCall(ctx, t, bob, room, conf)
+	refs := waitPublished(ctx, t, bob, matrixclient.PurposeUserMedia, 2, alice)
+	if err := bob.Subscribe(ctx, refs...); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(ctx, t, bob, refs, 50)
+
+	first := alice.CallID()
+	if err := alice.Drop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Invite(ctx, room, conf, env.bot); err != nil {
+		t.Fatalf("alice invites again: %v", err)
+	}
+	if alice.CallID() == first {
+		t.Fatal("the new invite reused the call ID")
+	}
+	// Her old tracks went with the old call; once the new ones are
+	// published, Bob subscribes to them (same stream and track IDs).
+	key := conferenceKey(room, conf)
+	if err := poll(ctx, func() bool { j, l := participantsLeft(env.focus, key); return j == 3 && l == 1 }); err != nil {
+		j, l := participantsLeft(env.focus, key)
+		t.Errorf("conference %s after the re-invite: %d joined, %d left; want 3 and 1", key, j, l)
+	}
+	var got []matrixclient.TrackRef
+	err := poll(ctx, func() bool {
+		got = waitPublished(ctx, t, bob, matrixclient.PurposeUserMedia, 2, alice)
+		if err := bob.Subscribe(ctx, got...); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		for _, r := range got {
+			if rt, ok := bob.ReceivedTrack(r); !ok || rt.Starts < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		for _, rt := range bob.Received() {
+			t.Logf("bob has %s: began %d times, %d packets", rt.TrackRef, rt.Starts, rt.Stats.Packets)
+		}
+		t.Fatalf("bob does not receive alice's new call: %v", err)
+	}
+	for _, r := range got {
+		if err := bob.WaitPackets(ctx, r, 50); err != nil {
+			t.Fatal(err)
+		}
+		rt, _ := bob.ReceivedTrack(r)
+		checkDeliveryStream(t, "bob receives alice's new "+r.String(), rt.Stats, 1)
+	}
+	checkNoProblems(t, alice, bob)
+	for _, c := range []*matrixclient.Client{alice, bob} {
+		if err := c.Leave(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+}

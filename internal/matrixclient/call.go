@@ -590,6 +590,17 @@ func (c *Client) Hangup(ctx context.Context, reason string) error {
 	return errors.Join(err, cl.end(reason, false))
 }
 
+// Drop ends the current call locally and tells the focus nothing, as a
+// client that crashed or reloaded; the membership stays. A later Invite
+// from the same device should replace the old call at the focus.
+func (c *Client) Drop() error {
+	cl, err := c.current()
+	if err != nil {
+		return err
+	}
+	return cl.end("dropped", false)
+}
+
 // Leave hangs up (reason "user_hangup") if in a call and removes the
 // membership.
 func (c *Client) Leave(ctx context.Context) error {
