@@ -242,6 +242,15 @@ func (p *peer) sendMedia(video, audio *webrtc.TrackLocalStaticRTP) {
 	}
 }
 
+func (p *peer) closed() bool {
+	select {
+	case <-p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *peer) close() {
 	select {
 	case <-p.stop:
@@ -274,15 +283,20 @@ func (p *peer) onDC(raw []byte) {
 			return
 		}
 		go func() { // off pion's callback goroutine
+			if p.closed() {
+				return
+			}
 			if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.Description.SDP}); err != nil {
-				p.t.Errorf("apply the focus's offer: %v", err)
+				if !p.closed() {
+					p.t.Errorf("apply the focus's offer: %v", err)
+				}
 				return
 			}
 			ans, err := p.pc.CreateAnswer(nil)
 			if err == nil {
 				err = p.pc.SetLocalDescription(ans)
 			}
-			if err != nil {
+			if err != nil && !p.closed() {
 				p.t.Errorf("answer the focus's offer: %v", err)
 				return
 			}

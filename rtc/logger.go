@@ -1,8 +1,6 @@
 package rtc
 
 import (
-	"fmt"
-
 	"github.com/pion/logging"
 	"github.com/rs/zerolog"
 )
@@ -10,6 +8,11 @@ import (
 // loggerFactory routes pion's logs into zerolog. pion is chatty about
 // conditions that are normal for a server (peers that vanish, late
 // packets), so its warnings go out at debug and its errors as warnings.
+//
+// Messages are formatted only when their level is enabled (zerolog's
+// Msgf on a disabled event does nothing): besides the cost, pion logs
+// some structures while another of its goroutines changes them, and
+// formatting those races.
 type loggerFactory struct{ log zerolog.Logger }
 
 func newLoggerFactory(log zerolog.Logger) *loggerFactory { return &loggerFactory{log: log} }
@@ -20,23 +23,13 @@ func (f *loggerFactory) NewLogger(scope string) logging.LeveledLogger {
 
 type pionLogger struct{ log zerolog.Logger }
 
-func (l pionLogger) Trace(msg string) { l.log.Trace().Msg(msg) }
-func (l pionLogger) Tracef(format string, args ...interface{}) {
-	l.log.Trace().Msg(fmt.Sprintf(format, args...))
-}
-func (l pionLogger) Debug(msg string) { l.log.Trace().Msg(msg) }
-func (l pionLogger) Debugf(format string, args ...interface{}) {
-	l.log.Trace().Msg(fmt.Sprintf(format, args...))
-}
-func (l pionLogger) Info(msg string) { l.log.Debug().Msg(msg) }
-func (l pionLogger) Infof(format string, args ...interface{}) {
-	l.log.Debug().Msg(fmt.Sprintf(format, args...))
-}
-func (l pionLogger) Warn(msg string) { l.log.Debug().Msg(msg) }
-func (l pionLogger) Warnf(format string, args ...interface{}) {
-	l.log.Debug().Msg(fmt.Sprintf(format, args...))
-}
-func (l pionLogger) Error(msg string) { l.log.Warn().Msg(msg) }
-func (l pionLogger) Errorf(format string, args ...interface{}) {
-	l.log.Warn().Msg(fmt.Sprintf(format, args...))
-}
+func (l pionLogger) Trace(msg string)                  { l.log.Trace().Msg(msg) }
+func (l pionLogger) Tracef(format string, args ...any) { l.log.Trace().Msgf(format, args...) }
+func (l pionLogger) Debug(msg string)                  { l.log.Trace().Msg(msg) }
+func (l pionLogger) Debugf(format string, args ...any) { l.log.Trace().Msgf(format, args...) }
+func (l pionLogger) Info(msg string)                   { l.log.Debug().Msg(msg) }
+func (l pionLogger) Infof(format string, args ...any)  { l.log.Debug().Msgf(format, args...) }
+func (l pionLogger) Warn(msg string)                   { l.log.Debug().Msg(msg) }
+func (l pionLogger) Warnf(format string, args ...any)  { l.log.Debug().Msgf(format, args...) }
+func (l pionLogger) Error(msg string)                  { l.log.Warn().Msg(msg) }
+func (l pionLogger) Errorf(format string, args ...any) { l.log.Warn().Msgf(format, args...) }
