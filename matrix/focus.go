@@ -128,7 +128,11 @@ func (f *Focus) RoomEvent(ctx context.Context, evt *event.Event) {
 	f.mu.Lock()
 	f.rooms[evt.RoomID] = struct{}{}
 	f.mu.Unlock()
-	f.endLeft(ctx, f.opts.Memberships.Apply(evt))
+	changes, err := f.opts.Memberships.Update(evt)
+	if err != nil {
+		f.log.Info().Err(err).Str("room", string(evt.RoomID)).Str("type", evt.Type.Type).Str("sender", string(evt.Sender)).Msg("ignored a malformed membership event")
+	}
+	f.endLeft(ctx, changes)
 }
 
 // RoomLeft implements Inbound: the focus is no longer in room, so its
