@@ -162,10 +162,22 @@ func (c *Client) Invite(ctx context.Context, room id.RoomID, confID string, focu
 	if err != nil {
 		return err
 	}
+	invited := false
 	defer func() {
-		if err != nil {
-			_ = cl.end(fmt.Sprintf("invite failed: %v", err), false)
+		if err == nil {
+			return
 		}
+		// A call the focus may still hold is hung up, as matrix-js-sdk
+		// does when its invite times out.
+		var he *HangupError
+		if invited && !errors.As(err, &he) {
+			hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = cl.sendSeq(hctx, TypeHangup, func(b callBase) any {
+				return hangupContent{callBase: b, Reason: "invite_timeout"}
+			})
+			cancel()
+		}
+		_ = cl.end(fmt.Sprintf("invite failed: %v", err), false)
 	}()
 	offer, err := cl.pc.CreateOffer(nil)
 	if err != nil {
@@ -199,6 +211,7 @@ func (c *Client) Invite(ctx context.Context, room id.RoomID, confID string, focu
 	if err != nil {
 		return err
 	}
+	invited = true
 	if !c.opts.CandidatesInOffer {
 		cl.spawn(cl.trickle)
 	}

@@ -288,6 +288,24 @@ func TestRejectedInvite(t *testing.T) {
 	}
 }
 
+// TestInviteTimeout: an invite nobody answers ends with the context, and
+// the client hangs up the call it offered.
+func TestInviteTimeout(t *testing.T) {
+	hs := newFakeHS(t)
+	f := newFakeFocus(t, hs, nil)
+	f.silent = true
+	c := newTestClient(t, hs, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := c.Invite(ctx, testRoom, "conf1", f.focus()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Invite = %v, want the context's deadline", err)
+	}
+	h := f.messages(TypeHangup.Type)
+	if len(h) != 1 || decode(t, h[0])["reason"] != "invite_timeout" || decode(t, h[0])["call_id"] != c.CallID() {
+		t.Errorf("hangups = %s", h)
+	}
+}
+
 // TestCandidatesInOffer: with the option, the offer carries the
 // candidates and no m.call.candidates is sent.
 func TestCandidatesInOffer(t *testing.T) {

@@ -25,6 +25,8 @@ type fakeFocus struct {
 	announce Metadata
 	// reject, when set, answers an invite with a hangup of that reason.
 	reject string
+	// silent, when set, never answers an invite.
+	silent bool
 	// crossFirstOffer makes the first client offer meet a focus offer, as
 	// if the two had crossed: the focus ignores the client's and offers
 	// a new track of its own.
@@ -145,6 +147,9 @@ func (f *fakeFocus) onToDevice(sender id.UserID, typ string, content json.RawMes
 		f.peer = deviceKey{sender, in.DeviceID}
 		f.callID, f.confID, f.session, f.seq = in.CallID, in.ConfID, in.SenderSessionID, 0
 		f.mu.Unlock()
+		if f.silent {
+			return
+		}
 		if f.reject != "" {
 			f.send(TypeHangup.Type, map[string]any{"reason": f.reject})
 			return
