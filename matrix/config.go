@@ -78,10 +78,10 @@ func NewConfig(m config.Matrix) (Config, error) {
 		if err != nil {
 			return Config{}, &config.Error{Key: "matrix.registration", Problem: err.Error(), Err: err}
 		}
-		if reg.SenderLocalpart != m.BotLocalpart {
+		if bot := id.NewUserID(m.BotLocalpart, m.ServerName); !CoversUser(reg, bot) {
 			return Config{}, &config.Error{Key: "matrix.bot_localpart", Problem: fmt.Sprintf(
-				"%q differs from sender_localpart %q in %s; make them equal, or regenerate the registration",
-				m.BotLocalpart, reg.SenderLocalpart, m.Registration)}
+				"%s is not in the user namespace of %s; regenerate the registration with focus generate-registration",
+				bot, m.Registration)}
 		}
 		c.ASToken, c.HSToken = reg.AppToken, reg.ServerToken
 	}

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/focus-sfu/focus/config"
 )
@@ -28,6 +29,11 @@ const tokenLength = 64
 // described by m: an exclusive namespace for the bot alone, ephemeral
 // (to-device) pushes on, no rate limit. The tokens are m's inline ones if
 // it has them, or new random ones.
+//
+// As mautrix bridges do, the appservice's own sender_localpart is a random
+// name and the bot is a user in its namespace: Synapse refuses /sync to the
+// sender user, and the bot device needs /sync on homeservers that do not
+// push to-device messages. The Transport registers the bot at start.
 func NewRegistration(m config.Matrix) (*appservice.Registration, error) {
 	if m.ServerName == "" {
 		return nil, &config.Error{Key: "matrix.server_name", Problem: "must be set to write a registration (the part after the colon in user IDs)"}
@@ -42,7 +48,7 @@ func NewRegistration(m config.Matrix) (*appservice.Registration, error) {
 		URL:                 m.AppServiceURLOrDefault(),
 		AppToken:            asToken,
 		ServerToken:         hsToken,
-		SenderLocalpart:     m.BotLocalpart,
+		SenderLocalpart:     randomString(senderLength, lowerAlphabet),
 		RateLimited:         &rateLimited,
 		EphemeralEvents:     true,
 		SoruEphemeralEvents: true,
@@ -60,22 +66,48 @@ func BotNamespace(localpart, serverName string) string {
 	return "^@" + regexp.QuoteMeta(localpart) + ":" + regexp.QuoteMeta(serverName) + "$"
 }
 
+// senderLength is the length of the generated sender_localpart.
+const senderLength = 32
+
+// Alphabets of random strings: tokens, and localparts (lower case only).
+const (
+	tokenAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	lowerAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+)
+
 // randomToken returns tokenLength characters from [A-Za-z0-9].
-func randomToken() string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	// 62 does not divide 256; reject the bytes that would bias the draw.
-	const limit = 256 - 256%len(alphabet)
-	out := make([]byte, 0, tokenLength)
-	buf := make([]byte, 2*tokenLength)
-	for len(out) < tokenLength {
+func randomToken() string { return randomString(tokenLength, tokenAlphabet) }
+
+// randomString returns n characters drawn uniformly from alphabet.
+func randomString(n int, alphabet string) string {
+	// len(alphabet) need not divide 256; reject the bytes that would bias
+	// the draw.
+	limit := 256 - 256%len(alphabet)
+	out := make([]byte, 0, n)
+	buf := make([]byte, 2*n)
+	for len(out) < n {
 		rand.Read(buf) // never fails (crypto/rand, Go 1.24+)
 		for _, b := range buf {
-			if int(b) < limit && len(out) < tokenLength {
+			if int(b) < limit && len(out) < n {
 				out = append(out, alphabet[int(b)%len(alphabet)])
 			}
 		}
 	}
 	return string(out)
+}
+
+// CoversUser reports whether the registration lets the appservice act as
+// user: its sender, or a user its namespaces match.
+func CoversUser(reg *appservice.Registration, user id.UserID) bool {
+	if localpart, server, err := user.Parse(); err == nil && localpart == reg.SenderLocalpart && server != "" {
+		return true
+	}
+	for _, ns := range reg.Namespaces.UserIDs {
+		if re, err := regexp.Compile(ns.Regex); err == nil && re.MatchString(string(user)) {
+			return true
+		}
+	}
+	return false
 }
 
 // registrationHeader opens every generated file.

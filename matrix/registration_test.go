@@ -36,7 +36,6 @@ func TestNewRegistration(t *testing.T) {
 	for key, want := range map[string]any{
 		"id":                                 "focus",
 		"url":                                "http://127.0.0.1:8009",
-		"sender_localpart":                   "focus",
 		"rate_limited":                       false,
 		"receive_ephemeral":                  true,
 		"de.sorunome.msc2409.push_ephemeral": true,
@@ -44,6 +43,9 @@ func TestNewRegistration(t *testing.T) {
 		if file[key] != want {
 			t.Errorf("%s = %v, want %v", key, file[key], want)
 		}
+	}
+	if sender, _ := file["sender_localpart"].(string); !regexp.MustCompile(`^[a-z0-9]{32}$`).MatchString(sender) {
+		t.Errorf("sender_localpart = %q, want 32 random lower-case letters and digits (not the bot: Synapse refuses /sync to the sender)", sender)
 	}
 	tokenRE := regexp.MustCompile(`^[A-Za-z0-9]{64}$`)
 	as, hs := file["as_token"].(string), file["hs_token"].(string)
@@ -85,7 +87,7 @@ func TestNewRegistrationOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if reg.URL != "https://focus.internal/as" || reg.AppToken != "inline-as" || reg.ServerToken != "inline-hs" ||
-		reg.SenderLocalpart != "sfu.bot" || reg.Namespaces.UserIDs[0].Regex != `^@sfu\.bot:localhost:8448$` {
+		reg.SenderLocalpart == "sfu.bot" || reg.Namespaces.UserIDs[0].Regex != `^@sfu\.bot:localhost:8448$` {
 		t.Errorf("registration = %+v", reg)
 	}
 	_, err = NewRegistration(matrixSection(""))
@@ -167,8 +169,15 @@ func TestNewConfigReadsRegistration(t *testing.T) {
 	m.BotLocalpart = "other"
 	_, err = NewConfig(m)
 	var ce *config.Error
-	if !errors.As(err, &ce) || ce.Key != "matrix.bot_localpart" {
-		t.Errorf("mismatched localpart: %v", err)
+	if !errors.As(err, &ce) || ce.Key != "matrix.bot_localpart" || !strings.Contains(err.Error(), "@other:example.org is not in the user namespace") {
+		t.Errorf("a bot outside the namespace: %v", err)
+	}
+	// A hand-written registration whose sender is the bot is accepted.
+	handPath := filepath.Join(t.TempDir(), "hand.yaml")
+	os.WriteFile(handPath, []byte("as_token: a\nhs_token: h\nsender_localpart: other\n"), 0o600)
+	m.Registration = handPath
+	if _, err := NewConfig(m); err != nil {
+		t.Errorf("sender as the bot: %v", err)
 	}
 	m.BotLocalpart = "focus"
 	m.Registration = filepath.Join(t.TempDir(), "nope.yaml")

@@ -55,6 +55,13 @@ func TestSyncLogsInAndDeliversToDevice(t *testing.T) {
 	if !reflect.DeepEqual(logins[0], wantLogin) {
 		t.Errorf("login body = %v\nwant %v", logins[0], wantLogin)
 	}
+	hs.mu.Lock()
+	reg := hs.registered
+	hs.mu.Unlock()
+	wantReg := map[string]any{"type": "m.login.application_service", "username": "focus", "inhibit_login": true}
+	if !reflect.DeepEqual(reg, wantReg) {
+		t.Errorf("register body = %v\nwant %v", reg, wantReg)
+	}
 
 	// The same message through a transaction (a homeserver that pushes
 	// to-device messages too) is not delivered again; a new one is.

@@ -108,10 +108,11 @@ type Transport struct {
 	loggedIn chan struct{}                  // closed at the first login
 	loginMu  sync.Mutex
 
-	running atomic.Bool
-	ready   chan struct{} // closed once Run has loaded the joined rooms
-	done    chan struct{} // closed when Run returns
-	runCtx  context.Context
+	running    atomic.Bool
+	registered bool          // the bot account exists; used by Run only
+	ready      chan struct{} // closed once Run has loaded the joined rooms
+	done       chan struct{} // closed when Run returns
+	runCtx     context.Context
 
 	// mu serialises every call into Inbound and the state below.
 	mu           sync.Mutex
@@ -272,8 +273,45 @@ func (t *Transport) deviceClient(ctx context.Context) (*mautrix.Client, error) {
 	}
 }
 
+// register makes sure the bot's account exists: a homeserver creates the
+// appservice's sender by itself, but not the users in its namespace.
+func (t *Transport) register(ctx context.Context) error {
+	cli, err := t.newClient(t.cfg.ASToken) // acting as the sender, no ?user_id=
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, homeserverCallWindow)
+	defer cancel()
+	_, err = cli.MakeRequest(cctx, http.MethodPost, cli.BuildClientURL("v3", "register"), &mautrix.ReqRegister[any]{
+		Username:     t.cfg.BotLocalpart,
+		Type:         mautrix.AuthTypeAppservice,
+		InhibitLogin: true,
+	}, nil)
+	var httpErr mautrix.HTTPError
+	switch {
+	case err == nil:
+		t.log.Info().Str("user", string(t.user)).Msg("matrix: registered the bot account")
+	case errors.Is(err, mautrix.MUserInUse):
+	case errors.Is(err, mautrix.MUnknownToken), errors.Is(err, mautrix.MMissingToken):
+		return err
+	case errors.As(err, &httpErr) && httpErr.RespError != nil:
+		// The bot may be the appservice's sender (a hand-written
+		// registration), which some homeservers refuse to register.
+		t.log.Warn().Err(err).Str("user", string(t.user)).Msg("matrix: cannot register the bot account; going on as if it exists")
+	default:
+		return err
+	}
+	t.registered = true
+	return nil
+}
+
 // loadJoinedRooms asks which rooms the bot is in and loads their state.
 func (t *Transport) loadJoinedRooms(ctx context.Context) error {
+	if !t.registered {
+		if err := t.register(ctx); err != nil {
+			return err
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, homeserverCallWindow)
 	resp, err := t.as.JoinedRooms(cctx)
 	cancel()

@@ -43,6 +43,8 @@ type fakeHS struct {
 	tokens  map[string]bool
 	logins  []map[string]any
 	nextTok int
+	// registered is the bot's registration request, once made.
+	registered map[string]any
 
 	// /sync stream: item i is returned to a since of i (or "" for 0).
 	stream     []syncItem
@@ -82,6 +84,7 @@ func newFakeHS(t *testing.T) *fakeHS {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /_matrix/client/v3/login", hs.login)
+	mux.HandleFunc("POST /_matrix/client/v3/register", hs.register)
 	mux.HandleFunc("GET /_matrix/client/v3/account/whoami", hs.deviceAuth(hs.whoami))
 	mux.HandleFunc("POST /_matrix/client/v3/user/{user}/filter", hs.deviceAuth(func(w http.ResponseWriter, r *http.Request, _ string) {
 		writeJSON200(w, map[string]any{"filter_id": "f1"})
@@ -163,6 +166,26 @@ func (hs *fakeHS) login(w http.ResponseWriter, r *http.Request) {
 	tok := "device-token-" + strconv.Itoa(hs.nextTok)
 	hs.tokens[tok] = true
 	writeJSON200(w, map[string]any{"user_id": testBot, "access_token": tok, "device_id": body["device_id"]})
+}
+
+func (hs *fakeHS) register(w http.ResponseWriter, r *http.Request) {
+	var body map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	if bearer(r) != testASToken {
+		writeErr(w, 401, "M_UNKNOWN_TOKEN")
+		return
+	}
+	if r.URL.Query().Has("user_id") {
+		hs.t.Errorf("fake homeserver: /register with user_id=%s", r.URL.Query().Get("user_id"))
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.registered != nil {
+		writeErr(w, 400, "M_USER_IN_USE")
+		return
+	}
+	hs.registered = body
+	writeJSON200(w, map[string]any{"user_id": testBot})
 }
 
 func (hs *fakeHS) whoami(w http.ResponseWriter, _ *http.Request, _ string) {

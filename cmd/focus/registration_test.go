@@ -24,7 +24,7 @@ func TestGenerateRegistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := regexp.MustCompile(`^[A-Za-z0-9]{64}$`)
-	if reg.ID != "sfu" || reg.URL != "http://focus.internal:8009" || reg.SenderLocalpart != "sfu" ||
+	if reg.ID != "sfu" || reg.URL != "http://focus.internal:8009" || reg.SenderLocalpart == "" || reg.SenderLocalpart == "sfu" ||
 		!token.MatchString(reg.AppToken) || !token.MatchString(reg.ServerToken) || reg.AppToken == reg.ServerToken ||
 		reg.RateLimited == nil || *reg.RateLimited || !reg.EphemeralEvents || !reg.SoruEphemeralEvents ||
 		len(reg.Namespaces.UserIDs) != 1 || reg.Namespaces.UserIDs[0].Regex != `^@sfu:example\.org$` || !reg.Namespaces.UserIDs[0].Exclusive {
