@@ -149,7 +149,7 @@ func NewTransport(cfg Config, log zerolog.Logger) (*Transport, error) {
 	}
 	t := &Transport{
 		cfg:          cfg,
-		log:          log.With().Str("component", "matrix").Logger(),
+		log:          log,
 		user:         cfg.UserID(),
 		store:        store,
 		http:         cfg.HTTPClient,
