@@ -30,12 +30,12 @@ const maxSyncSize = 64 << 20
 // /sync returns per room.
 const syncTimelineLimit = 100
 
-// syncLoop logs the device in and runs /sync until ctx ends.
-func (t *Transport) syncLoop(ctx context.Context) {
+// syncLoop runs /sync on the device cli is logged in as until ctx ends,
+// logging in again when the homeserver drops the device's token.
+func (t *Transport) syncLoop(ctx context.Context, cli *mautrix.Client) {
 	lo, hi := t.cfg.backoff()
 	wait := lo
 	var (
-		cli    *mautrix.Client
 		filter string
 		failed bool
 	)

@@ -108,11 +108,10 @@ type Transport struct {
 	loggedIn chan struct{}                  // closed at the first login
 	loginMu  sync.Mutex
 
-	running    atomic.Bool
-	registered bool          // the bot account exists; used by Run only
-	ready      chan struct{} // closed once Run has loaded the joined rooms
-	done       chan struct{} // closed when Run returns
-	runCtx     context.Context
+	running atomic.Bool
+	ready   chan struct{} // closed once Run has loaded the joined rooms
+	done    chan struct{} // closed when Run returns
+	runCtx  context.Context
 
 	// mu serialises every call into Inbound and the state below.
 	mu           sync.Mutex
@@ -220,11 +219,20 @@ func (t *Transport) Run(ctx context.Context, in Inbound) error {
 
 	t.log.Info().Str("user", string(t.user)).Str("device", string(t.cfg.DeviceID)).
 		Str("homeserver", t.cfg.HomeserverURL).Msg("matrix: connecting to the homeserver")
-	if !t.retry(ctx, "list the rooms the bot is in", t.loadJoinedRooms) {
+	// The device is logged in before anything is delivered, so that an
+	// Inbound that sends from inside a delivery never waits for a login
+	// that would come after it.
+	var cli *mautrix.Client
+	if !t.retry(ctx, "register the bot account", t.register) ||
+		!t.retry(ctx, "log in the bot device "+string(t.cfg.DeviceID), func(ctx context.Context) (err error) {
+			cli, err = t.login(ctx)
+			return err
+		}) ||
+		!t.retry(ctx, "list the rooms the bot is in", t.loadJoinedRooms) {
 		return nil
 	}
 	close(t.ready)
-	t.syncLoop(ctx)
+	t.syncLoop(ctx, cli)
 	return nil
 }
 
@@ -301,17 +309,11 @@ func (t *Transport) register(ctx context.Context) error {
 	default:
 		return err
 	}
-	t.registered = true
 	return nil
 }
 
 // loadJoinedRooms asks which rooms the bot is in and loads their state.
 func (t *Transport) loadJoinedRooms(ctx context.Context) error {
-	if !t.registered {
-		if err := t.register(ctx); err != nil {
-			return err
-		}
-	}
 	cctx, cancel := context.WithTimeout(ctx, homeserverCallWindow)
 	resp, err := t.as.JoinedRooms(cctx)
 	cancel()

@@ -805,3 +805,42 @@ func TestStartLoadsJoinedRooms(t *testing.T) {
 		t.Errorf("%d deliveries, want the 2 of the loaded state", n)
 	}
 }
+
+// sendingInbound sends a to-device message from inside every RoomEvent,
+// as a focus hanging up on a membership change does.
+type sendingInbound struct {
+	*recorder
+	t    *Transport
+	errs chan error
+}
+
+func (s *sendingInbound) RoomEvent(ctx context.Context, evt *event.Event) {
+	s.recorder.RoomEvent(ctx, evt)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s.errs <- s.t.SendToDevice(sctx, testAlice, "ALICEDEV", event.Type{Type: "m.call.hangup"}, map[string]any{"call_id": "c", "seq": 0})
+}
+
+func TestSendFromInsideDeliveryAtStart(t *testing.T) {
+	hs := joinedFakeHS(t)
+	tr, err := NewTransport(testConfig(hs.srv.URL, t.TempDir()), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	in := &sendingInbound{recorder: newRecorder(), t: tr, errs: make(chan error, 10)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx, in) }()
+	defer func() { cancel(); <-done }()
+	for range 2 { // the loaded state: alice and the bot
+		select {
+		case err := <-in.errs:
+			if err != nil {
+				t.Fatalf("SendToDevice inside the initial delivery: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("SendToDevice inside the initial delivery hangs")
+		}
+	}
+}
