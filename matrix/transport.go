@@ -487,6 +487,7 @@ func (t *Transport) joinedRoom(ctx context.Context, room id.RoomID) {
 // leftRoom forgets room and tells Inbound. Called with t.mu held.
 func (t *Transport) leftRoom(ctx context.Context, room id.RoomID, why *event.Event) {
 	delete(t.joined, room)
+	delete(t.invites, room) // a new invite is a new invite
 	for k := range t.loaded {
 		if k.room == room {
 			delete(t.loaded, k)

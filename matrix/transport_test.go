@@ -844,3 +844,23 @@ func TestSendFromInsideDeliveryAtStart(t *testing.T) {
 		}
 	}
 }
+
+func TestReinviteAfterKickJoinsAgain(t *testing.T) {
+	hs := newFakeHS(t)
+	r := startTransport(t, testConfig(hs.srv.URL, t.TempDir()))
+	r.waitReady(t)
+	kick := map[string]any{"type": "m.room.member", "event_id": "$kick", "room_id": testRoom, "sender": testAlice,
+		"state_key": testBot, "origin_server_ts": 600, "content": map[string]any{"membership": "leave"}}
+	for i, evt := range []map[string]any{inviteEvent("$inv1", testRoom, testAlice), kick, inviteEvent("$inv2", testRoom, testAlice)} {
+		if code, _ := r.putTxn(t, fmt.Sprint(i), map[string]any{"events": []any{evt}}); code != 200 {
+			t.Fatal("refused")
+		}
+	}
+	_, _, joins, _, _ := hs.snapshot()
+	if len(joins) != 2 {
+		t.Errorf("joins = %v, want a second join after the kick", joins)
+	}
+	if got := r.in.list(); count(got, "left "+string(testRoom)) != 1 {
+		t.Errorf("deliveries:\n%s", strings.Join(got, "\n"))
+	}
+}
