@@ -344,6 +344,9 @@ func (c *call) onDataChannel(dc *webrtc.DataChannel) {
 		c.do(func() {
 			c.dc = dc
 			c.lastPong = time.Now()
+			// Tracks published between the answer and now were announced
+			// to no one: send the current list.
+			c.sendMetadata()
 			if c.wantOffer {
 				c.negotiate()
 			}
