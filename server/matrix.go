@@ -20,6 +20,7 @@ import (
 // and the listener the homeserver pushes transactions to.
 type matrixFrontend struct {
 	transport *matrix.Transport
+	olm       *matrix.Olm
 	focus     *matrix.Focus
 	ln        net.Listener
 	srv       *http.Server
@@ -35,10 +36,17 @@ func newMatrix(ctx context.Context, cfg config.Config, log zerolog.Logger, engin
 		return nil, err
 	}
 	log = log.With().Str("component", "matrix").Logger()
-	t, err := matrix.NewTransport(mcfg, log)
+	olm, err := matrix.NewOlm(mcfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	mcfg.Crypto = olm
+	t, err := matrix.NewTransport(mcfg, log)
+	if err != nil {
+		_ = olm.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	olm.Attach(t)
 	f, err := matrix.New(matrix.Options{
 		SFU:                          sfu,
 		Engine:                       engine,
@@ -51,16 +59,19 @@ func newMatrix(ctx context.Context, cfg config.Config, log zerolog.Logger, engin
 	})
 	if err != nil {
 		_ = t.Close()
+		_ = olm.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Matrix.AppServiceListen)
 	if err != nil {
 		_ = t.Close()
+		_ = olm.Close()
 		return nil, fmt.Errorf("server: listen %s (matrix.appservice_listen): %w", cfg.Matrix.AppServiceListen, err)
 	}
 	return &matrixFrontend{
 		transport: t,
+		olm:       olm,
 		focus:     f,
 		ln:        ln,
 		srv:       newHTTPServer(t.Handler(), log),
@@ -110,6 +121,9 @@ func (m *matrixFrontend) close(ctx context.Context) error {
 	_ = m.ln.Close() // Serve may never have run
 	m.wg.Wait()
 	if err := m.transport.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.olm.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
