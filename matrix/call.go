@@ -44,8 +44,9 @@ type call struct {
 	stop chan struct{}
 	once sync.Once
 
+	seq atomic.Int64 // of the next to-device message; end may run elsewhere
+
 	// Owned by the call's goroutine.
-	seq         int
 	dc          *webrtc.DataChannel
 	subs        map[trackRef]*subscription
 	makingOffer bool
@@ -195,8 +196,7 @@ func (c *call) start(inv *Invite) {
 // base addresses a message of this call to the client.
 func (c *call) base() CallBase {
 	b := c.f.replyBase(&CallBase{CallID: c.callID, ConfID: c.confID, SenderSessionID: c.remote})
-	b.SetSeq(c.seq)
-	c.seq++
+	b.SetSeq(int(c.seq.Add(1) - 1))
 	return b
 }
 
@@ -442,8 +442,7 @@ func (c *call) end(reason event.CallHangupReason, hangup bool) {
 			lt.Wait()
 		}
 		if hangup {
-			msg := &Hangup{CallBase: f.replyBase(&CallBase{CallID: c.callID, ConfID: c.confID, SenderSessionID: c.remote}), Reason: reason}
-			msg.SetSeq(c.seq)
+			msg := &Hangup{CallBase: c.base(), Reason: reason}
 			ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 			if err := f.opts.Sender.SendToDevice(ctx, c.user, c.device, TypeHangup, msg); err != nil {
 				c.log.Warn().Err(err).Msg("send hangup")
