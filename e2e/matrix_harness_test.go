@@ -33,6 +33,8 @@ type matrixEnv struct {
 	reg     string
 	hsToken string
 	asAddr  string
+	// cfg is the focus's matrix section, for restartFocus.
+	cfg config.Matrix
 }
 
 // startMatrix writes a registration the way `focus generate-registration`
@@ -59,7 +61,7 @@ func startMatrix(t *testing.T) *matrixEnv {
 	m.DataDir = t.TempDir()
 	f := focustest.Start(t, func(c *config.Config) { c.Matrix = m })
 	return &matrixEnv{
-		hs: hs, focus: f, reg: path, hsToken: reg.ServerToken, asAddr: asAddr,
+		hs: hs, focus: f, reg: path, hsToken: reg.ServerToken, asAddr: asAddr, cfg: m,
 		bot: matrixclient.Focus{UserID: id.NewUserID(m.BotLocalpart, m.ServerName), DeviceID: id.DeviceID(m.DeviceID)},
 	}
 }
@@ -270,4 +272,15 @@ func poll(ctx context.Context, cond func() bool) error {
 		}
 	}
 	return nil
+}
+
+// restartFocus starts a new focus with the configuration of the first:
+// the same data directory, registration and appservice address, so that
+// Dendrite, which keeps running, reaches it where it reached the old one.
+// The old focus must have been stopped (e.focus.Stop). e.focus becomes
+// the new one.
+func (e *matrixEnv) restartFocus(t *testing.T) {
+	t.Helper()
+	m := e.cfg
+	e.focus = focustest.Start(t, func(c *config.Config) { c.Matrix = m })
 }
