@@ -153,10 +153,15 @@ type peer struct {
 
 	mu       sync.Mutex
 	dcMsgs   []DCMessage
-	received map[string]*atomic.Int64 // by remote track ID
+	received map[string]*atomic.Int64 // by remote track ID, and by "stream/track"
 }
 
 func (h *harness) join(user id.UserID, device id.DeviceID, confID string) *peer {
+	return h.joinWith(user, device, confID, "stream-"+string(device), "cam-"+string(device), "mic-"+string(device))
+}
+
+// joinWith joins with the given stream and track IDs.
+func (h *harness) joinWith(user id.UserID, device id.DeviceID, confID, stream, cam, mic string) *peer {
 	t := h.t
 	h.member(user, device, confID)
 	api, err := testclient.NewAPI()
@@ -170,8 +175,8 @@ func (h *harness) join(user id.UserID, device id.DeviceID, confID string) *peer 
 	p := &peer{t: t, user: user, device: device, pc: pc, callID: "call-" + string(device),
 		stop: make(chan struct{}), done: make(chan struct{}), received: map[string]*atomic.Int64{}}
 	t.Cleanup(p.close)
-	video, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam-"+string(device), "stream-"+string(device))
-	audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic-"+string(device), "stream-"+string(device))
+	video, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, cam, stream)
+	audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, mic, stream)
 	for _, tr := range []webrtc.TrackLocal{video, audio} {
 		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv}); err != nil {
 			t.Fatal(err)
@@ -186,6 +191,7 @@ func (h *harness) join(user id.UserID, device id.DeviceID, confID string) *peer 
 		p.mu.Lock()
 		n := &atomic.Int64{}
 		p.received[tr.ID()] = n
+		p.received[tr.StreamID()+"/"+tr.ID()] = n
 		p.mu.Unlock()
 		buf := make([]byte, 1500)
 		for {
@@ -530,4 +536,38 @@ func TestScreenShareAndUnsubscribe(t *testing.T) {
 	if a.packets("screen-B") <= scr {
 		t.Fatal("the remaining subscription stopped")
 	}
+}
+
+// Two clients that use the same stream and track IDs must not collide:
+// the second one's stream is announced under another ID, and a third
+// client can subscribe to both and gets both.
+func TestStreamIDCollision(t *testing.T) {
+	h := newHarness(t)
+	h.joinWith("@a:hs", "A", "conf", "media", "video", "audio")
+	h.joinWith("@b:hs", "B", "conf", "media", "video", "audio")
+	c := h.join("@c:hs", "C", "conf")
+	var streams map[string][]string
+	c.waitFor("both streams", func() bool { streams = c.lastMetadata(); return len(streams) == 2 })
+	var refs []SubscribeTrack
+	for sid, tracks := range streams {
+		for _, tid := range tracks {
+			refs = append(refs, SubscribeTrack{StreamID: sid, TrackID: tid})
+		}
+	}
+	if _, ok := streams["media"]; !ok {
+		t.Fatalf("the first publisher's stream ID was not kept: %v", streams)
+	}
+	if len(refs) != 4 {
+		t.Fatalf("announced %v, want two streams of two tracks", streams)
+	}
+	c.sendDC(&TrackSubscription{Subscribe: refs})
+	// Each publisher's tracks arrive under its own announced stream.
+	c.waitFor("four tracks from two publishers", func() bool {
+		for _, r := range refs {
+			if c.packets(r.StreamID+"/"+r.TrackID) < 10 {
+				return false
+			}
+		}
+		return true
+	})
 }
