@@ -60,6 +60,10 @@ type Options struct {
 	NoVideo, NoAudio bool
 	// Media paces the synthetic media.
 	Media MediaOptions
+	// Encryptor, when set, encrypts every to-device message the client
+	// sends and decrypts the encrypted ones it receives; nil sends
+	// plaintext. The caller closes it after the Client.
+	Encryptor Encryptor
 	// SyncTimeout is the /sync long-poll timeout (default 5 s).
 	SyncTimeout time.Duration
 	// Log receives the client's log; the zero value logs nothing.
@@ -123,8 +127,11 @@ type Message struct {
 	// Type is the event or data-channel message type.
 	Type string
 	// Sender is the sender of a received to-device message.
-	Sender  id.UserID
-	Content json.RawMessage
+	Sender id.UserID
+	// Encrypted is set for a to-device message that went over the wire
+	// as m.room.encrypted; Type and Content are what it decrypts to.
+	Encrypted bool
+	Content   json.RawMessage
 }
 
 // Where a message went.
@@ -142,7 +149,11 @@ func (m Message) String() string {
 	if len(content) > 300 {
 		content = content[:300] + "…"
 	}
-	return fmt.Sprintf("%s %s %s %s %s", m.At.Format("15:04:05.000"), dir, m.Via, m.Type, content)
+	via := m.Via
+	if m.Encrypted {
+		via += " (encrypted)"
+	}
+	return fmt.Sprintf("%s %s %s %s %s", m.At.Format("15:04:05.000"), dir, via, m.Type, content)
 }
 
 // Client is one Matrix device in at most one call at a time.
@@ -266,16 +277,19 @@ func (c *Client) syncLoop(ctx context.Context) {
 
 // handleToDevice takes one to-device event from /sync.
 func (c *Client) handleToDevice(ctx context.Context, evt *event.Event) {
-	raw := evt.Content.VeryRaw
-	c.record(Message{Via: ViaToDevice, Type: evt.Type.Type, Sender: evt.Sender, Content: raw})
+	typ, raw, encrypted, ok := c.open(ctx, evt)
+	c.record(Message{Via: ViaToDevice, Type: typ, Sender: evt.Sender, Encrypted: encrypted, Content: raw})
+	if !ok {
+		return
+	}
 	c.mu.Lock()
 	cl := c.cur
 	c.mu.Unlock()
 	if cl == nil {
-		c.problem("to-device %s from %s with no call", evt.Type.Type, evt.Sender)
+		c.problem("to-device %s from %s with no call", typ, evt.Sender)
 		return
 	}
-	cl.handleToDevice(ctx, evt.Sender, evt.Type.Type, raw)
+	cl.handleToDevice(ctx, evt.Sender, typ, raw)
 }
 
 // sendToDevice sends one message to one device. The caller holds sendMu
@@ -285,13 +299,17 @@ func (c *Client) sendToDevice(ctx context.Context, typ event.Type, user id.UserI
 	if err != nil {
 		return fmt.Errorf("matrixclient: encode %s: %w", typ.Type, err)
 	}
+	wireType, wire, err := c.seal(ctx, typ, user, device, raw)
+	if err != nil {
+		return fmt.Errorf("matrixclient: encrypt %s to %s/%s: %w", typ.Type, user, device, err)
+	}
 	req := &mautrix.ReqSendToDevice{Messages: map[id.UserID]map[id.DeviceID]*event.Content{
-		user: {device: {VeryRaw: raw}},
+		user: {device: {VeryRaw: wire}},
 	}}
-	if _, err := c.mx.SendToDevice(ctx, typ, req); err != nil {
+	if _, err := c.mx.SendToDevice(ctx, wireType, req); err != nil {
 		return fmt.Errorf("matrixclient: send %s to %s/%s: %w", typ.Type, user, device, err)
 	}
-	c.record(Message{Sent: true, Via: ViaToDevice, Type: typ.Type, Content: raw})
+	c.record(Message{Sent: true, Via: ViaToDevice, Type: typ.Type, Encrypted: wireType.Type != typ.Type, Content: raw})
 	return nil
 }
 
