@@ -41,6 +41,7 @@ go test -race -count=1 -skip '^TestDelivery' ./...
 
 step "Olm against mautrix's OlmMachine (-race -tags goolm)"
 go test -race -count=1 -tags goolm -run 'Crypto' ./matrix/
+go test -race -count=1 -tags goolm -run '^TestMatrixEncrypted|^TestOlm$' ./e2e/ ./internal/matrixclient/
 
 step "delivery tests (no -race)"
 go test -count=1 -run '^TestDelivery' ./e2e/
