@@ -2,9 +2,9 @@
 # The whole test suite of the focus. It installs what a fresh machine
 # lacks (Debian's Chromium, for the browser tests), then runs:
 #   1. gofmt and go vet;
-#   2. every test with -race, except the media delivery tests; then the
-#      Olm tests again with -tags goolm, which adds the one against
-#      mautrix's OlmMachine (the focus itself needs no tag);
+#   2. every test with -race, except the media delivery tests; then, with
+#      -tags goolm, the tests that play an encrypting client with mautrix's
+#      OlmMachine (the focus itself needs no tag);
 #   3. the media delivery tests (e2e, TestDelivery*) without -race;
 #   4. the forwarding benchmark, which must report 0 allocs/op;
 #   5. under CI=true (or FOCUS_FUZZ=1), a rotating subset of the fuzz targets.
@@ -28,7 +28,7 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
-go vet -tags goolm ./matrix/
+go vet -tags goolm ./matrix/ ./internal/matrixclient/ ./e2e/
 
 # Build Dendrite (the homeserver of the Matrix tests) into the cache now,
 # once, so that its cold build (a minute or two) does not run inside the
