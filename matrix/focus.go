@@ -37,6 +37,9 @@ type Options struct {
 	// zero means unlimited.
 	MaxParticipantsPerConference int
 	MaxConferences               int
+	// MembershipWait is how long an invite waits for its sender's
+	// membership to arrive before it is refused. Zero means 5 s.
+	MembershipWait time.Duration
 	// PingInterval spaces data-channel pings; PongTimeout hangs up a
 	// client that stopped answering. Zero means 10 s and 30 s.
 	PingInterval time.Duration
@@ -69,12 +72,13 @@ type Focus struct {
 	log     zerolog.Logger
 	session string // the focus's own session ID
 
-	mu     sync.Mutex
-	rooms  map[id.RoomID]struct{}
-	calls  map[deviceKey]*call
-	byPart map[focus.ParticipantID]*call
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	rooms   map[id.RoomID]struct{}
+	calls   map[deviceKey]*call
+	pending map[deviceKey]*pendingInvite
+	byPart  map[focus.ParticipantID]*call
+	closed  bool
+	wg      sync.WaitGroup
 
 	unsubscribe func()
 }
@@ -91,12 +95,16 @@ func New(opts Options) (*Focus, error) {
 	if opts.PongTimeout <= 0 {
 		opts.PongTimeout = 30 * time.Second
 	}
+	if opts.MembershipWait <= 0 {
+		opts.MembershipWait = 5 * time.Second
+	}
 	f := &Focus{
 		opts:    opts,
 		log:     opts.Log.With().Str("frontend", "matrix").Logger(),
 		session: randomID(),
 		rooms:   make(map[id.RoomID]struct{}),
 		calls:   make(map[deviceKey]*call),
+		pending: make(map[deviceKey]*pendingInvite),
 		byPart:  make(map[focus.ParticipantID]*call),
 	}
 	f.unsubscribe = opts.SFU.OnEvent(f.onEvent)
@@ -206,8 +214,14 @@ func (f *Focus) ToDevice(ctx context.Context, evt *event.Event) {
 
 // route runs fn on the call a message belongs to.
 func (f *Focus) route(sender id.UserID, b *CallBase, log zerolog.Logger, fn func(*call)) {
+	key := deviceKey{sender, senderDevice(b)}
 	f.mu.Lock()
-	c := f.calls[deviceKey{sender, senderDevice(b)}]
+	if p := f.pending[key]; p != nil && p.callID == b.CallID && len(p.queued) < maxQueued {
+		p.queued = append(p.queued, fn)
+		f.mu.Unlock()
+		return
+	}
+	c := f.calls[key]
 	f.mu.Unlock()
 	if c == nil || c.callID != b.CallID {
 		log.Info().Str("call", b.CallID).Str("device", string(senderDevice(b))).Msg("message for an unknown call")
@@ -244,12 +258,77 @@ func (f *Focus) onInvite(ctx context.Context, sender id.UserID, inv *Invite) {
 		f.hangup(ctx, sender, &inv.CallBase, ReasonForbidden)
 		return
 	}
-	member, ok := f.findMember(sender, device, inv.ConfID)
-	if !ok {
-		log.Warn().Msg("invite from a device that is not a member of the call in any room the focus is in")
-		f.hangup(ctx, sender, &inv.CallBase, ReasonNotMember)
+	if member, ok := f.findMember(sender, device, inv.ConfID); ok {
+		f.accept(ctx, sender, device, member, inv, nil, log)
 		return
 	}
+	// The membership may still be on its way: it comes with the room's
+	// events, the invite with to-device messages, and the two paths keep
+	// no order between them. Wait for it a little, and keep what else the
+	// device sends for this call meanwhile.
+	key := deviceKey{sender, device}
+	p := &pendingInvite{callID: inv.CallID}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		f.hangup(ctx, sender, &inv.CallBase, ReasonShutdown)
+		return
+	}
+	f.pending[key] = p
+	f.wg.Add(1)
+	f.mu.Unlock()
+	log.Debug().Msg("invite before the membership; waiting for it")
+	go f.awaitMember(sender, device, inv, p, log)
+}
+
+// pendingInvite is an invite waiting for its sender's membership, with
+// the messages of its call that came after it.
+type pendingInvite struct {
+	callID string
+	queued []func(*call)
+}
+
+// maxQueued bounds the messages kept for a pending invite.
+const maxQueued = 64
+
+func (f *Focus) awaitMember(sender id.UserID, device id.DeviceID, inv *Invite, p *pendingInvite, log zerolog.Logger) {
+	defer f.wg.Done()
+	key := deviceKey{sender, device}
+	deadline := time.Now().Add(f.opts.MembershipWait)
+	for {
+		member, ok := f.findMember(sender, device, inv.ConfID)
+		f.mu.Lock()
+		closed, current := f.closed, f.pending[key] == p
+		done := !current || ok || closed || time.Now().After(deadline)
+		if done && current {
+			delete(f.pending, key)
+		}
+		queued := p.queued
+		f.mu.Unlock()
+		if !current {
+			return // a newer invite from the device took over
+		}
+		if done {
+			ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+			defer cancel()
+			switch {
+			case closed:
+				f.hangup(ctx, sender, &inv.CallBase, ReasonShutdown)
+			case !ok:
+				log.Warn().Msg("invite from a device that is not a member of the call in any room the focus is in")
+				f.hangup(ctx, sender, &inv.CallBase, ReasonNotMember)
+			default:
+				f.accept(ctx, sender, device, member, inv, queued, log)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// accept starts the call of an invite from a member, then applies the
+// messages that came after the invite.
+func (f *Focus) accept(ctx context.Context, sender id.UserID, device id.DeviceID, member Member, inv *Invite, queued []func(*call), log zerolog.Logger) {
 	if err := f.opts.Policy.AllowRoom(member.Room); err != nil {
 		log.Warn().Err(err).Msg("invite refused by policy")
 		f.hangup(ctx, sender, &inv.CallBase, ReasonForbidden)
@@ -296,6 +375,9 @@ func (f *Focus) onInvite(ctx context.Context, sender id.UserID, inv *Invite) {
 		return
 	}
 	c.do(func() { c.start(inv) })
+	for _, fn := range queued {
+		c.do(func() { fn(c) })
+	}
 }
 
 func (f *Focus) hasConferenceLocked(conf focus.ConferenceID) bool {

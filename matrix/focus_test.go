@@ -92,7 +92,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	sfu := focus.New(focus.Options{})
 	s := &recordingSender{}
-	f, err := New(Options{SFU: sfu, Engine: engine, Sender: s, Memberships: NewMemberships(nil), PingInterval: 200 * time.Millisecond, Log: zerolog.Nop()})
+	f, err := New(Options{SFU: sfu, Engine: engine, Sender: s, Memberships: NewMemberships(nil), MembershipWait: 300 * time.Millisecond, PingInterval: 200 * time.Millisecond, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +162,14 @@ func (h *harness) join(user id.UserID, device id.DeviceID, confID string) *peer 
 
 // joinWith joins with the given stream and track IDs.
 func (h *harness) joinWith(user id.UserID, device id.DeviceID, confID, stream, cam, mic string) *peer {
-	t := h.t
 	h.member(user, device, confID)
+	return h.call(user, device, confID, stream, cam, mic, nil)
+}
+
+// call makes the peer and invites the focus; between the invite and its
+// answer it runs meanwhile.
+func (h *harness) call(user id.UserID, device id.DeviceID, confID, stream, cam, mic string, meanwhile func(*peer)) *peer {
+	t := h.t
 	api, err := testclient.NewAPI()
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +223,9 @@ func (h *harness) joinWith(user id.UserID, device id.DeviceID, confID, stream, c
 	}
 	inv.SetSeq(0)
 	h.toDevice(user, TypeInvite.Type, inv)
+	if meanwhile != nil {
+		meanwhile(p)
+	}
 	var ans Answer
 	if err := json.Unmarshal(h.sender.wait(t, device, TypeAnswer.Type), &ans); err != nil {
 		t.Fatal(err)
@@ -569,5 +578,24 @@ func TestStreamIDCollision(t *testing.T) {
 			}
 		}
 		return true
+	})
+}
+
+// An invite may arrive before the membership it needs (the two come by
+// different paths): it waits for it, and so do the candidates sent after
+// it.
+func TestInviteBeforeMembership(t *testing.T) {
+	h := newHarness(t)
+	p := h.call("@late:hs", "L", "conf", "stream-L", "cam-L", "mic-L", func(p *peer) {
+		cands := &Candidates{CallBase: CallBase{CallID: p.callID, ConfID: "conf", PartyID: "L", DeviceID: "L", SenderSessionID: "s-L", Version: "1"},
+			Candidates: []Candidate{{Candidate: ""}}}
+		cands.SetSeq(1)
+		h.toDevice("@late:hs", TypeCandidates.Type, cands)
+		time.Sleep(100 * time.Millisecond)
+		h.member("@late:hs", "L", "conf")
+	})
+	p.waitFor("media to flow", func() bool {
+		c := h.sfu.Conference(conferenceID(callRoom, "conf"))
+		return c != nil && len(c.Tracks()) == 2
 	})
 }
