@@ -17,6 +17,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	Log    Log    `yaml:"log"`
 	Matrix Matrix `yaml:"matrix"`
+	// LiveKit is the Element Call front-end (config/livekit.go).
+	LiveKit LiveKit `yaml:"livekit"`
 }
 
 // Admin configures the admin routes (/api/rooms).
@@ -102,7 +104,8 @@ func Default() Config {
 			SessionsPerIP:   100,
 			SessionsTotal:   1000,
 		},
-		Log:    Log{Level: "info", Format: "console"},
-		Matrix: defaultMatrix(),
+		Log:     Log{Level: "info", Format: "console"},
+		Matrix:  defaultMatrix(),
+		LiveKit: defaultLiveKit(),
 	}
 }

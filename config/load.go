@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -132,11 +133,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, key string) error {
 	if isNull(n) {
 		return nil
 	}
+	if v.Type() == durationType {
+		return decodeDuration(n, v, key)
+	}
 	switch v.Kind() {
 	case reflect.Struct:
 		return d.mapping(n, v, key)
 	case reflect.Slice:
 		return d.list(n, v, key)
+	case reflect.Map:
+		return d.dict(n, v, key)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			return errorf(key, "expected a string, got "+describe(n))
@@ -214,6 +220,51 @@ func (d *decoder) list(n *yaml.Node, v reflect.Value, key string) error {
 	return nil
 }
 
+// dict decodes a mapping with free-form keys (server names, say) into a map
+// with string keys. Like a list, it replaces the default as a whole.
+func (d *decoder) dict(n *yaml.Node, v reflect.Value, key string) error {
+	if n.Kind != yaml.MappingNode {
+		return errorf(key, "expected a mapping, got "+describe(n))
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || isNull(k) {
+			return errorf(key, "keys must be plain strings, got "+describe(k))
+		}
+		path := mapKey(key, k.Value)
+		if k.ShortTag() == "!!merge" {
+			return errorf(path, "merge keys are not supported")
+		}
+		mk := reflect.ValueOf(k.Value).Convert(v.Type().Key())
+		if m.MapIndex(mk).IsValid() {
+			return errorf(path, "set more than once")
+		}
+		el := reflect.New(v.Type().Elem()).Elem()
+		if err := d.decode(val, el, path); err != nil {
+			return err
+		}
+		m.SetMapIndex(mk, el)
+	}
+	v.Set(m)
+	return nil
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// decodeDuration reads a Go duration string: 90s, 30m, 1h, 1h30m.
+func decodeDuration(n *yaml.Node, v reflect.Value, key string) error {
+	if n.Kind != yaml.ScalarNode {
+		return errorf(key, "expected a duration like 1h or 30m, got "+describe(n))
+	}
+	dur, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return errorf(key, "expected a duration like 1h or 30m, got "+describe(n))
+	}
+	v.SetInt(int64(dur))
+	return nil
+}
+
 // yamlFields maps the yaml key of each field of struct type t to its index.
 func yamlFields(t reflect.Type) map[string]int {
 	m := make(map[string]int, t.NumField())
@@ -269,4 +320,10 @@ func joinKey(parent, name string) string {
 
 func indexKey(parent string, i int) string {
 	return parent + "[" + strconv.Itoa(i) + "]"
+}
+
+// mapKey names an entry of a free-form mapping: homeservers["example.org"].
+// The quotes keep a key's own dots apart from the path's.
+func mapKey(parent, k string) string {
+	return parent + "[" + strconv.Quote(k) + "]"
 }

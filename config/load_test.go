@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/focus-sfu/focus/config"
 )
@@ -105,6 +106,14 @@ matrix:
   auto_join: false
   max_participants_per_conference: 8
   max_conferences: 0
+livekit:
+  enabled: true
+  api_key: lk
+  api_secret: "0123456789abcdef0123456789abcdef"
+  url: "wss://focus.example.org"
+  token_ttl: 90m
+  homeservers: {example.org: "https://matrix.example.org"}
+  full_access_homeservers: [example.org]
 `,
 			want: func(c *config.Config) {
 				*c = config.Config{
@@ -143,6 +152,15 @@ matrix:
 						MaxConferences:     0,
 
 						MaxParticipantsPerConference: 8,
+					},
+					LiveKit: config.LiveKit{
+						Enabled:               true,
+						APIKey:                "lk",
+						APISecret:             "0123456789abcdef0123456789abcdef",
+						URL:                   "wss://focus.example.org",
+						TokenTTL:              90 * time.Minute,
+						Homeservers:           map[string]string{"example.org": "https://matrix.example.org"},
+						FullAccessHomeservers: []string{"example.org"},
 					},
 				}
 			},

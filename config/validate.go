@@ -50,7 +50,10 @@ func (c Config) Validate() error {
 	if !slices.Contains(logFormats, c.Log.Format) {
 		return errorf("log.format", fmt.Sprintf("%q is not one of %s", c.Log.Format, strings.Join(logFormats, ", ")))
 	}
-	return c.Matrix.validate()
+	if err := c.Matrix.validate(); err != nil {
+		return err
+	}
+	return c.LiveKit.validate(c.Listen)
 }
 
 func (w WebRTC) validate() error {
