@@ -102,7 +102,7 @@ func (t *TokenService) Handler() http.Handler {
 	mux.HandleFunc("/get_token", t.endpoint(t.getToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		t.cors(w, r)
-		writeMatrixError(w, &matrixError{http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request"})
+		writeMatrixError(w, refuse(http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request"))
 	})
 	return mux
 }
@@ -118,12 +118,19 @@ type matrixError struct {
 	status  int
 	errcode string
 	msg     string
+	// cause is logged, not sent: it may say more than a client should
+	// learn (addresses, TLS errors).
+	cause error
 }
 
 func (e *matrixError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.errcode, e.msg) }
 
+func refuse(status int, errcode, msg string) *matrixError {
+	return &matrixError{status: status, errcode: errcode, msg: msg}
+}
+
 func badJSON(format string, args ...any) *matrixError {
-	return &matrixError{http.StatusBadRequest, "M_BAD_JSON", fmt.Sprintf(format, args...)}
+	return refuse(http.StatusBadRequest, "M_BAD_JSON", fmt.Sprintf(format, args...))
 }
 
 func writeMatrixError(w http.ResponseWriter, e *matrixError) {
@@ -152,23 +159,27 @@ func (t *TokenService) endpoint(serve func(r *http.Request, body []byte) (tokenR
 		case http.MethodPost:
 		default:
 			w.Header().Set("Allow", "OPTIONS, POST")
-			writeMatrixError(w, &matrixError{http.StatusMethodNotAllowed, "M_UNRECOGNIZED", "Use POST"})
+			writeMatrixError(w, refuse(http.StatusMethodNotAllowed, "M_UNRECOGNIZED", "Use POST"))
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTokenRequest))
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				writeMatrixError(w, &matrixError{http.StatusRequestEntityTooLarge, "M_TOO_LARGE",
-					fmt.Sprintf("The request body is larger than %d bytes", maxTokenRequest)})
+				writeMatrixError(w, refuse(http.StatusRequestEntityTooLarge, "M_TOO_LARGE",
+					fmt.Sprintf("The request body is larger than %d bytes", maxTokenRequest)))
 				return
 			}
-			writeMatrixError(w, &matrixError{http.StatusBadRequest, "M_NOT_JSON", "Error reading request"})
+			writeMatrixError(w, refuse(http.StatusBadRequest, "M_NOT_JSON", "Error reading request"))
 			return
 		}
 		resp, merr := serve(r, body)
 		if merr != nil {
-			t.log.Info().Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Int("status", merr.status).
+			ev := t.log.Info()
+			if merr.cause != nil {
+				ev = ev.AnErr("cause", merr.cause)
+			}
+			ev.Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Int("status", merr.status).
 				Str("errcode", merr.errcode).Str("reason", merr.msg).Msg("token request refused")
 			writeMatrixError(w, merr)
 			return
@@ -273,7 +284,7 @@ func decodeRequest(body []byte, v any) *matrixError {
 		}
 		return badJSON("`%s` must be a %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()))
 	}
-	return &matrixError{http.StatusBadRequest, "M_NOT_JSON", "The request body is not JSON"}
+	return refuse(http.StatusBadRequest, "M_NOT_JSON", "The request body is not JSON")
 }
 
 func jsonKind(goKind string) string {
@@ -358,10 +369,10 @@ func (t *TokenService) getToken(r *http.Request, body []byte) (tokenResponse, *m
 		return tokenResponse{}, merr
 	}
 	if string(user) != req.Member.ClaimedUserID {
-		t.log.Warn().Str("user", string(user)).Str("claimed", req.Member.ClaimedUserID).
-			Msg("the claimed user is not the OpenID token's")
-		return tokenResponse{}, &matrixError{http.StatusUnauthorized, "M_UNAUTHORIZED",
-			"The request could not be authorised: `member.claimed_user_id` is not the OpenID token's user"}
+		merr := refuse(http.StatusUnauthorized, "M_UNAUTHORIZED",
+			"The request could not be authorised: `member.claimed_user_id` is not the OpenID token's user")
+		merr.cause = fmt.Errorf("the token is %s's, the claim %q's", user, req.Member.ClaimedUserID)
+		return tokenResponse{}, merr
 	}
 	device := id.DeviceID(req.Member.ClaimedDeviceID)
 	return t.grant(r, user, device, id.RoomID(req.RoomID), req.SlotID, MemberIdentity(user, device, req.Member.ID))
@@ -373,7 +384,6 @@ func (t *TokenService) verify(r *http.Request, tok openIDToken) (id.UserID, *mat
 	if err == nil {
 		return user, nil
 	}
-	t.log.Info().Err(err).Str("server", tok.MatrixServerName).Msg("OpenID check failed")
 	msg := "The request could not be authorised"
 	switch {
 	case errors.Is(err, errTokenRejected):
@@ -383,7 +393,7 @@ func (t *TokenService) verify(r *http.Request, tok openIDToken) (id.UserID, *mat
 	case errors.Is(err, errHomeserverUnreachable):
 		msg += fmt.Sprintf(": could not reach the homeserver of %s to check the OpenID token", tok.MatrixServerName)
 	}
-	return "", &matrixError{http.StatusUnauthorized, "M_UNAUTHORIZED", msg}
+	return "", &matrixError{status: http.StatusUnauthorized, errcode: "M_UNAUTHORIZED", msg: msg, cause: err}
 }
 
 // fullAccess reports whether users of server may create rooms.
@@ -401,14 +411,15 @@ func (t *TokenService) grant(r *http.Request, user id.UserID, device id.DeviceID
 	log := t.log.With().Str("user", string(user)).Str("device", string(device)).
 		Str("room", name).Bool("full_access", full).Str("path", r.URL.Path).Logger()
 	if !full && !t.roomExists(name) {
-		log.Info().Msg("no token: the room is not running and the user may not start it")
-		return tokenResponse{}, &matrixError{http.StatusForbidden, "M_FORBIDDEN",
-			"This call has not started yet, and only users of this focus's own homeservers may start one"}
+		merr := refuse(http.StatusForbidden, "M_FORBIDDEN",
+			"This call has not started yet, and only users of this focus's own homeservers may start one")
+		merr.cause = fmt.Errorf("room %s is not running, and %s has no full access", name, user)
+		return tokenResponse{}, merr
 	}
 	jwt, err := t.mint(name, identity, full)
 	if err != nil {
 		log.Error().Err(err).Msg("mint a JWT")
-		return tokenResponse{}, &matrixError{http.StatusInternalServerError, "M_UNKNOWN", "Internal Server Error"}
+		return tokenResponse{}, refuse(http.StatusInternalServerError, "M_UNKNOWN", "Internal Server Error")
 	}
 	log.Info().Str("identity", identity).Msg("token issued")
 	return tokenResponse{URL: t.cfg.URL, JWT: jwt}, nil
