@@ -12,6 +12,7 @@ import (
 
 	"github.com/livekit/protocol/auth"
 	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -449,4 +450,20 @@ func FuzzDecodeTokenRequest(f *testing.F) {
 			t.Fatal("room name")
 		}
 	})
+}
+
+// TestTokenServiceLeavesNoGoroutines: once closed, the service keeps no
+// connection to a homeserver open.
+func TestTokenServiceLeavesNoGoroutines(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Run("requests", func(t *testing.T) {
+		e := newTokenEnv(t, nil)
+		for range 3 {
+			if a := e.post(t, "/sfu/get", sfuGetBody("alice-token", "example.org")); a.status != http.StatusOK {
+				t.Fatalf("POST /sfu/get = %+v", a)
+			}
+		}
+		e.post(t, "/sfu/get", sfuGetBody("alice-token", "10.0.0.1"))
+	})
+	goleak.VerifyNone(t, ignore)
 }
