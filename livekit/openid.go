@@ -264,7 +264,8 @@ func (v *openIDVerifier) userInfo(ctx context.Context, server, token string) (id
 		client = v.federation
 	}
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", errHomeserverUnreachable, server, err)
+		// Not err itself: it would quote the URL, token and all.
+		return "", fmt.Errorf("%w: %s: cannot build the userinfo request", errHomeserverUnreachable, server)
 	}
 	req.Header.Set("Accept", "application/json")
 	var info struct {
