@@ -247,8 +247,12 @@ func TestMappedHomeserverMisbehaves(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer v.close()
-			if _, err := v.userInfo(t.Context(), "example.org", "tok"); !errors.Is(err, tt.want) {
+			_, err = v.userInfo(t.Context(), "example.org", "SECRET-OPENID-TOKEN")
+			if !errors.Is(err, tt.want) {
 				t.Errorf("userInfo = %v, want %v", err, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "SECRET-OPENID-TOKEN") {
+				t.Errorf("the error quotes the token: %v", err)
 			}
 		})
 	}
