@@ -466,11 +466,14 @@ func (p *participant) onTrickle(t *livekit.TrickleRequest) {
 		p.log.Debug().Err(err).Msg("ignoring a malformed candidate")
 		return
 	}
-	pc, held := p.pub, &p.pubCands
+	pc, held, wait := p.pub, &p.pubCands, false
 	if t.GetTarget() == livekit.SignalTarget_SUBSCRIBER {
-		pc, held = p.sub, &p.subCands
+		// While an offer is out, the client's candidates may belong to its
+		// answer (after an ICE restart, to new credentials), which can
+		// overtake them: they wait for it.
+		pc, held, wait = p.sub, &p.subCands, p.offerOut
 	}
-	if pc.RemoteDescription() == nil {
+	if pc.RemoteDescription() == nil || wait {
 		if len(*held) < maxCandidates {
 			*held = append(*held, init)
 		}

@@ -370,39 +370,17 @@ func (p *participant) trackSubscribed(sid string) {
 }
 
 // demandChanged tells the client which simulcast layers of a video track
-// anyone wants (dynacast): every layer up to the highest one wanted, as
-// LiveKit does, so that lower layers stay warm for a switch down.
+// anyone wants (dynacast). It runs on the goroutine that changed the
+// demand.
 func (p *participant) demandChanged(up *focus.UpTrack, wanted []bool) {
 	if up.Kind() != focus.KindVideo {
 		return
 	}
 	sid := string(up.ID())
-	rids := up.Info().Layers
-	max := livekit.VideoQuality_OFF
-	for i, w := range wanted {
-		if !w {
-			continue
-		}
-		if q := layerQuality(rids, i); max == livekit.VideoQuality_OFF || q > max {
-			max = q
-		}
-	}
+	on := enabledQualities(up.Info().Layers, wanted)
 	p.mu.Lock()
 	t := p.publishedLocked(sid)
-	if t == nil {
-		p.mu.Unlock()
-		return
-	}
-	on := []bool{
-		max != livekit.VideoQuality_OFF && livekit.VideoQuality_LOW <= max,
-		max != livekit.VideoQuality_OFF && livekit.VideoQuality_MEDIUM <= max,
-		max != livekit.VideoQuality_OFF && livekit.VideoQuality_HIGH <= max,
-	}
-	if len(rids) <= 1 {
-		// One encoding: clients map it to LOW; it is wanted or not.
-		on = []bool{max != livekit.VideoQuality_OFF, max != livekit.VideoQuality_OFF, max != livekit.VideoQuality_OFF}
-	}
-	if t.qualitySet && equalBools(t.quality, on) {
+	if t == nil || (t.qualitySet && equalBools(t.quality, on)) {
 		p.mu.Unlock()
 		return
 	}
@@ -415,12 +393,36 @@ func (p *participant) demandChanged(up *focus.UpTrack, wanted []bool) {
 		{Quality: livekit.VideoQuality_MEDIUM, Enabled: on[1]},
 		{Quality: livekit.VideoQuality_HIGH, Enabled: on[2]},
 	}
-	p.log.Debug().Str("track", sid).Str("max", max.String()).Msg("subscribed quality changed")
+	p.log.Debug().Str("track", sid).Bools("qualities", on).Msg("subscribed qualities changed")
 	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_SubscribedQualityUpdate{SubscribedQualityUpdate: &livekit.SubscribedQualityUpdate{
 		TrackSid:            sid,
 		SubscribedQualities: qs,
 		SubscribedCodecs:    []*livekit.SubscribedCodec{{Codec: codec, Qualities: qs}},
 	}}})
+}
+
+// enabledQualities turns the core's demand for the layers of a track
+// (with RIDs rids) into whether LOW, MEDIUM and HIGH stay enabled: every
+// quality up to the highest one wanted, as LiveKit does, so that lower
+// layers stay warm for a switch down. A track of one encoding, which
+// clients treat as LOW, is on or off as a whole.
+func enabledQualities(rids []string, wanted []bool) []bool {
+	max := livekit.VideoQuality_OFF
+	for i, w := range wanted {
+		if !w {
+			continue
+		}
+		if q := layerQuality(rids, i); max == livekit.VideoQuality_OFF || q > max {
+			max = q
+		}
+	}
+	if max == livekit.VideoQuality_OFF {
+		return []bool{false, false, false}
+	}
+	if len(rids) <= 1 {
+		return []bool{true, true, true}
+	}
+	return []bool{true, max >= livekit.VideoQuality_MEDIUM, max >= livekit.VideoQuality_HIGH}
 }
 
 // layerQuality is the quality of layer i of a track whose layers have

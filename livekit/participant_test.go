@@ -1,0 +1,433 @@
+package livekit
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
+	protoLogger "github.com/livekit/protocol/logger"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/focus-sfu/focus/focus"
+)
+
+var quietSDK sync.Once
+
+// lkClient is a LiveKit Go SDK participant with what it received.
+type lkClient struct {
+	t    *testing.T
+	name string
+	room *lksdk.Room
+
+	mu          sync.Mutex
+	packets     map[string]*atomic.Int64 // "publisher/kind" → RTP packets received
+	tracks      map[string]*webrtc.TrackRemote
+	infos       map[string]*livekit.TrackInfo // by track sid
+	muted       map[string]bool               // by track sid, as last announced
+	joined      map[string]bool               // identity → connected (false once disconnected)
+	unpublished map[string]bool
+	data        []lksdk.DataReceiveParams
+	reconnected atomic.Int32
+	wg          sync.WaitGroup
+}
+
+func (e *sigEnv) connect(identity, room string, opts ...lksdk.ConnectOption) *lkClient {
+	e.t.Helper()
+	quietSDK.Do(func() {
+		if os.Getenv("FOCUS_TEST_LOG") == "" {
+			lksdk.SetLogger(protoLogger.GetDiscardLogger())
+		}
+	})
+	c := &lkClient{
+		t: e.t, name: identity,
+		packets: map[string]*atomic.Int64{}, tracks: map[string]*webrtc.TrackRemote{},
+		infos: map[string]*livekit.TrackInfo{}, muted: map[string]bool{}, joined: map[string]bool{},
+		unpublished: map[string]bool{},
+	}
+	cb := lksdk.NewRoomCallback()
+	cb.OnTrackSubscribed = c.onTrack
+	cb.OnTrackMuted = func(pub lksdk.TrackPublication, _ lksdk.Participant) { c.setMuted(pub.SID(), true) }
+	cb.OnTrackUnmuted = func(pub lksdk.TrackPublication, _ lksdk.Participant) { c.setMuted(pub.SID(), false) }
+	cb.OnParticipantConnected = func(rp *lksdk.RemoteParticipant) { c.setJoined(rp.Identity(), true) }
+	cb.OnParticipantDisconnected = func(rp *lksdk.RemoteParticipant) { c.setJoined(rp.Identity(), false) }
+	cb.OnTrackUnpublished = func(pub *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
+		c.mu.Lock()
+		c.unpublished[pub.SID()] = true
+		c.mu.Unlock()
+	}
+	cb.OnReconnected = func() { c.reconnected.Add(1) }
+	cb.OnDataPacket = func(_ lksdk.DataPacket, params lksdk.DataReceiveParams) {
+		c.mu.Lock()
+		c.data = append(c.data, params)
+		c.mu.Unlock()
+	}
+	tok := sigToken(e.t, identity, room, time.Hour, func(g *auth.VideoGrant) { g.SetCanUpdateOwnMetadata(true) })
+	r, err := lksdk.ConnectToRoomWithToken(e.wsURL, tok, cb, opts...)
+	if err != nil {
+		e.t.Fatalf("%s: connect: %v", identity, err)
+	}
+	c.room = r
+	for _, rp := range r.GetRemoteParticipants() {
+		c.setJoined(rp.Identity(), true)
+	}
+	e.t.Cleanup(c.disconnect)
+	return c
+}
+
+func (c *lkClient) disconnect() {
+	c.room.Disconnect()
+	c.wg.Wait()
+}
+
+func (c *lkClient) onTrack(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+	key := rp.Identity() + "/" + track.Kind().String()
+	c.mu.Lock()
+	n := c.packets[key]
+	if n == nil {
+		n = &atomic.Int64{}
+		c.packets[key] = n
+	}
+	c.tracks[key] = track
+	c.infos[pub.SID()] = pub.TrackInfo()
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for {
+			if _, _, err := track.ReadRTP(); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	}()
+}
+
+func (c *lkClient) setMuted(sid string, muted bool) {
+	c.mu.Lock()
+	c.muted[sid] = muted
+	c.mu.Unlock()
+}
+
+func (c *lkClient) setJoined(identity string, in bool) {
+	c.mu.Lock()
+	c.joined[identity] = in
+	c.mu.Unlock()
+}
+
+// received returns how many packets of kind from publisher arrived.
+func (c *lkClient) received(publisher, kind string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.packets[publisher+"/"+kind]; n != nil {
+		return n.Load()
+	}
+	return 0
+}
+
+func (c *lkClient) track(publisher, kind string) *webrtc.TrackRemote {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tracks[publisher+"/"+kind]
+}
+
+// eventually waits for cond, failing with what after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// synthetic publishes a VP8 camera (a keyframe every 30 frames, marked
+// encrypted as Element Call's are) and an Opus microphone, and writes
+// samples until stop.
+type synthetic struct {
+	video, audio *lksdk.LocalTrackPublication
+	stop         chan struct{}
+	done         sync.WaitGroup
+}
+
+func (c *lkClient) publish() *synthetic {
+	c.t.Helper()
+	vt, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	at, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := &synthetic{stop: make(chan struct{})}
+	s.video, err = c.room.LocalParticipant.PublishTrack(vt, &lksdk.TrackPublicationOptions{
+		Name: "camera", Source: livekit.TrackSource_CAMERA, VideoWidth: 640, VideoHeight: 360,
+		Encryption: livekit.Encryption_GCM,
+	})
+	if err != nil {
+		c.t.Fatalf("%s: publish video: %v", c.name, err)
+	}
+	s.audio, err = c.room.LocalParticipant.PublishTrack(at, &lksdk.TrackPublicationOptions{Name: "mic", Source: livekit.TrackSource_MICROPHONE})
+	if err != nil {
+		c.t.Fatalf("%s: publish audio: %v", c.name, err)
+	}
+	s.done.Add(1)
+	go func() {
+		defer s.done.Done()
+		frame := make([]byte, 900)
+		voice := make([]byte, 80)
+		vtick := time.NewTicker(33 * time.Millisecond)
+		atick := time.NewTicker(20 * time.Millisecond)
+		defer vtick.Stop()
+		defer atick.Stop()
+		for i := 0; ; {
+			select {
+			case <-s.stop:
+				return
+			case <-vtick.C:
+				frame[0] = 0x01 // VP8 payload header: inverse key frame flag set
+				if i%30 == 0 {
+					frame[0] = 0x00
+				}
+				i++
+				_ = vt.WriteSample(media.Sample{Data: frame, Duration: 33 * time.Millisecond}, nil)
+			case <-atick.C:
+				_ = at.WriteSample(media.Sample{Data: voice, Duration: 20 * time.Millisecond}, nil)
+			}
+		}
+	}()
+	c.t.Cleanup(s.close)
+	return s
+}
+
+func (s *synthetic) close() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.done.Wait()
+}
+
+// flowing waits until c has received n more packets of each kind from
+// publisher than it had.
+func (c *lkClient) flowing(publisher string, n int64) {
+	c.t.Helper()
+	v0, a0 := c.received(publisher, "video"), c.received(publisher, "audio")
+	eventually(c.t, 20*time.Second, fmt.Sprintf("%s receives %s's media", c.name, publisher), func() bool {
+		return c.received(publisher, "video") >= v0+n && c.received(publisher, "audio") >= a0+n
+	})
+}
+
+// TestTwoParticipants: two Go SDK clients join, publish VP8 and Opus,
+// and each receives the other's media; mute and unmute reach the other;
+// a data packet reaches its destination; leaving is seen.
+func TestTwoParticipants(t *testing.T) {
+	e := newSigEnv(t, nil)
+	alice := e.connect("alice", "room")
+	bob := e.connect("bob", "room")
+	eventually(t, 5*time.Second, "alice sees bob", func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return alice.joined["bob"]
+	})
+	aliceMedia := alice.publish()
+	bob.publish()
+	bob.flowing("alice", 30)
+	alice.flowing("bob", 30)
+
+	// What bob's client got: the stream and track IDs the client finds
+	// the publication with, and the track info echoed from add_track.
+	vsid := aliceMedia.video.SID()
+	vt := bob.track("alice", "video")
+	if want := alice.room.LocalParticipant.SID() + "|" + vsid; vt.StreamID() != want || vt.ID() != vsid {
+		t.Errorf("stream %q track %q, want %q and %q", vt.StreamID(), vt.ID(), want, vsid)
+	}
+	bob.mu.Lock()
+	info := bob.infos[vsid]
+	bob.mu.Unlock()
+	if info.GetSource() != livekit.TrackSource_CAMERA || info.GetEncryption() != livekit.Encryption_GCM ||
+		info.GetType() != livekit.TrackType_VIDEO || !strings.EqualFold(info.GetMimeType(), "video/vp8") || info.GetWidth() != 640 {
+		t.Errorf("track info %v", info)
+	}
+
+	// Mute and unmute.
+	aliceMedia.video.SetMuted(true)
+	eventually(t, 5*time.Second, "bob sees alice's camera muted", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		m, ok := bob.muted[vsid]
+		return ok && m
+	})
+	aliceMedia.video.SetMuted(false)
+	eventually(t, 5*time.Second, "bob sees alice's camera unmuted", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return !bob.muted[vsid]
+	})
+
+	// Data to a destination.
+	if err := alice.room.LocalParticipant.PublishDataPacket(lksdk.UserData([]byte("hello")),
+		lksdk.WithDataPublishReliable(true), lksdk.WithDataPublishDestination([]string{"bob"})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "bob receives alice's data", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return len(bob.data) > 0 && bob.data[0].SenderIdentity == "alice"
+	})
+
+	// Alice unpublishes her camera: bob hears of it, the audio goes on.
+	if err := alice.room.LocalParticipant.UnpublishTrack(vsid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "bob sees alice's camera unpublished", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return bob.unpublished[vsid]
+	})
+
+	// Alice leaves.
+	alice.disconnect()
+	eventually(t, 5*time.Second, "bob sees alice leave", func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		in, ok := bob.joined["alice"]
+		return ok && !in
+	})
+	eventually(t, 5*time.Second, "the room keeps bob alone", func() bool {
+		return len(e.srv.members(e.srv.rooms["room"])) == 1
+	})
+}
+
+// TestResume: alice's websocket drops; she resumes the same session and
+// media flows both ways again, without bob seeing her leave.
+func TestResume(t *testing.T) {
+	e := newSigEnv(t, nil)
+	alice := e.connect("alice", "room")
+	bob := e.connect("bob", "room")
+	alice.publish()
+	bob.publish()
+	bob.flowing("alice", 20)
+	alice.flowing("bob", 20)
+	sid := alice.room.LocalParticipant.SID()
+
+	alice.room.Simulate(lksdk.SimulateSignalReconnect)
+	eventually(t, 20*time.Second, "alice resumes", func() bool { return alice.reconnected.Load() > 0 })
+	if got := alice.room.LocalParticipant.SID(); got != sid {
+		t.Errorf("sid %s after resume, want %s", got, sid)
+	}
+	bob.flowing("alice", 30)
+	alice.flowing("bob", 30)
+	bob.mu.Lock()
+	in := bob.joined["alice"]
+	bob.mu.Unlock()
+	if !in {
+		t.Error("bob saw alice leave during her resume")
+	}
+}
+
+// TestExplicitSubscription: without auto_subscribe nothing arrives until
+// the client subscribes; unsubscribing stops it.
+func TestExplicitSubscription(t *testing.T) {
+	e := newSigEnv(t, nil)
+	alice := e.connect("alice", "room")
+	media := alice.publish()
+	var pub *lksdk.RemoteTrackPublication
+	bob := e.connect("bob", "room", lksdk.WithAutoSubscribe(false))
+	eventually(t, 5*time.Second, "bob sees alice's camera", func() bool {
+		rp := bob.room.GetParticipantByIdentity("alice")
+		if rp == nil {
+			return false
+		}
+		if tp, ok := rp.GetTrackPublication(livekit.TrackSource_CAMERA).(*lksdk.RemoteTrackPublication); ok && tp != nil {
+			pub = tp
+			return pub.SID() == media.video.SID()
+		}
+		return false
+	})
+	time.Sleep(500 * time.Millisecond)
+	if n := bob.received("alice", "video"); n != 0 {
+		t.Fatalf("bob received %d packets without subscribing", n)
+	}
+	if err := pub.SetSubscribed(true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "bob receives the camera he subscribed to", func() bool {
+		return bob.received("alice", "video") > 20
+	})
+	if n := bob.received("alice", "audio"); n != 0 {
+		t.Errorf("bob received %d audio packets he did not subscribe to", n)
+	}
+}
+
+// TestChurnLeavesNoGhost: a client that joins and drops before its media
+// connects (Element Call's first, hashed-identity connection) is gone at
+// once, not after the reconnect window.
+func TestChurnLeavesNoGhost(t *testing.T) {
+	e := newSigEnv(t, func(o *Options) { o.ReconnectWindow = time.Minute })
+	bob := dialRaw(t, e, sigToken(t, "bob", "room", time.Hour, nil), "")
+	defer bob.close()
+	for i := 0; i < 3; i++ {
+		ghost := dialRaw(t, e, sigToken(t, fmt.Sprintf("hashed-%d", i), "room", time.Hour, nil), "")
+		time.Sleep(80 * time.Millisecond)
+		ghost.close()
+	}
+	eventually(t, 5*time.Second, "only bob is left", func() bool {
+		e.srv.mu.Lock()
+		r := e.srv.rooms["room"]
+		n := len(r.participants)
+		e.srv.mu.Unlock()
+		return n == 1
+	})
+	left := map[string]bool{}
+	bob.waitFor(5*time.Second, func(r *livekit.SignalResponse) bool {
+		for _, p := range r.GetUpdate().GetParticipants() {
+			if p.GetState() == livekit.ParticipantInfo_DISCONNECTED {
+				left[p.GetIdentity()] = true
+			}
+		}
+		return len(left) == 3
+	})
+}
+
+func TestEnabledQualities(t *testing.T) {
+	tests := []struct {
+		rids   []string
+		wanted []bool
+		want   []bool
+	}{
+		{[]string{"q", "h", "f"}, []bool{false, false, true}, []bool{true, true, true}},
+		{[]string{"q", "h", "f"}, []bool{false, true, false}, []bool{true, true, false}},
+		{[]string{"q", "h", "f"}, []bool{true, false, false}, []bool{true, false, false}},
+		{[]string{"q", "h", "f"}, []bool{false, false, false}, []bool{false, false, false}},
+		{[]string{"f", "h", "q"}, []bool{true, false, false}, []bool{true, true, true}}, // by name, not position
+		{[]string{"a", "b"}, []bool{false, true}, []bool{true, true, true}},
+		{[]string{"a", "b", "c"}, []bool{false, true, false}, []bool{true, true, false}},
+		{nil, []bool{true}, []bool{true, true, true}},
+		{nil, []bool{false}, []bool{false, false, false}},
+	}
+	for _, tt := range tests {
+		if got := enabledQualities(tt.rids, tt.wanted); !equalBools(got, tt.want) {
+			t.Errorf("enabledQualities(%v, %v) = %v, want %v", tt.rids, tt.wanted, got, tt.want)
+		}
+	}
+}
+
+func TestCoreSource(t *testing.T) {
+	if coreSource(livekit.TrackSource_SCREEN_SHARE, focus.KindVideo) != focus.SourceScreenShare ||
+		coreSource(livekit.TrackSource_UNKNOWN, focus.KindAudio) != focus.SourceMicrophone ||
+		coreSource(livekit.TrackSource_UNKNOWN, focus.KindVideo) != focus.SourceCamera {
+		t.Error("source mapping")
+	}
+}
