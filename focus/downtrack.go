@@ -40,11 +40,13 @@ type DownTrack struct {
 	// awaitKeyframe holds forwarding until a keyframe of target has been
 	// delivered: after Bind, and after an undelivered switch.
 	awaitKeyframe bool
-	ext           extMap
-	munger        rtpMunger
-	out           rtp.Header
-	packets       uint32
-	octets        uint32
+	// paused holds forwarding until the subscriber wants the track again.
+	paused  bool
+	ext     extMap
+	munger  rtpMunger
+	out     rtp.Header
+	packets uint32
+	octets  uint32
 }
 
 func newDownTrack(p *Participant, kind Kind, codec Codec) *DownTrack {
@@ -89,17 +91,27 @@ func (d *DownTrack) Source() *UpTrack {
 	return nil
 }
 
-// SetSource makes src the track this down track forwards. Forwarding
-// moves at src's next keyframe; until then the previous source, if any,
-// goes on. src must have the down track's kind and codec.
+// SetSource makes src the track this down track forwards, at its
+// highest layer. Forwarding moves at src's next keyframe; until then the
+// previous source, if any, goes on. src must have the down track's kind
+// and codec.
 func (d *DownTrack) SetSource(src *UpTrack) error {
+	return d.SetSourceLayer(src, len(src.layers)-1)
+}
+
+// SetSourceLayer is SetSource at layer i of src (clamped to the layers
+// src has): a subscriber's choice of simulcast layer. Moving to another
+// layer of the same source is a switch like any other, at the new
+// layer's next keyframe.
+func (d *DownTrack) SetSourceLayer(src *UpTrack, i int) error {
 	if src.info.Kind != d.kind {
 		return ErrKindMismatch
 	}
 	if !mimeEqual(src.info.Codec.MimeType, d.codec.MimeType) {
 		return ErrCodecMismatch
 	}
-	l := src.layers[len(src.layers)-1]
+	i = max(0, min(i, len(src.layers)-1))
+	l := src.layers[i]
 
 	var demand []func()
 	d.mu.Lock()
@@ -168,6 +180,33 @@ func (d *DownTrack) Bind(b Binding) {
 	}
 }
 
+// SetPaused stops forwarding to the subscriber, or resumes it from the
+// source's next keyframe, which it asks for. A paused down track keeps
+// its source, binding and demand.
+func (d *DownTrack) SetPaused(paused bool) {
+	d.mu.Lock()
+	if d.paused == paused {
+		d.mu.Unlock()
+		return
+	}
+	d.paused = paused
+	if !paused {
+		d.awaitKeyframe = true
+	}
+	l, bound := d.target, d.bound
+	d.mu.Unlock()
+	if !paused && bound && l != nil {
+		l.up.RequestKeyframe(l.index)
+	}
+}
+
+// Paused reports whether forwarding is paused.
+func (d *DownTrack) Paused() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.paused
+}
+
 // Unbind detaches the down track from its sender.
 func (d *DownTrack) Unbind() {
 	d.mu.Lock()
@@ -185,7 +224,7 @@ func (d *DownTrack) Unbind() {
 // that happens the switch is undone and another keyframe is asked for.
 func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, keyframe bool, now time.Time) {
 	d.mu.Lock()
-	if !d.bound {
+	if !d.bound || d.paused {
 		d.mu.Unlock()
 		return
 	}
