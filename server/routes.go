@@ -27,6 +27,9 @@ func (s *Server) mainRoutes() http.Handler {
 	if s.admin == nil {
 		mux.Handle("/api/rooms", s.whip.StatusHandler())
 	}
+	if s.livekit != nil {
+		mountLiveKit(mux, s.livekit)
+	}
 	return mux
 }
 

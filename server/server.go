@@ -16,6 +16,7 @@ import (
 
 	"github.com/focus-sfu/focus/config"
 	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/livekit"
 	"github.com/focus-sfu/focus/rtc"
 	"github.com/focus-sfu/focus/whip"
 )
@@ -33,6 +34,7 @@ type Server struct {
 	sfu     *focus.SFU
 	whip    *whip.Server
 	matrix  *matrixFrontend // nil unless matrix.enabled
+	livekit *livekit.Server // nil unless livekit.enabled
 	main    listener
 	admin   *listener // nil when the admin routes are on main
 	running atomic.Bool
@@ -114,6 +116,11 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 	if cfg.Matrix.Enabled {
 		if s.matrix, err = newMatrix(ctx, cfg, log, s.engine, s.sfu); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.LiveKit.Enabled {
+		if s.livekit, err = newLiveKit(cfg, mainLn.Addr().String(), log, s.engine, s.sfu); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
 
@@ -202,6 +209,11 @@ func (s *Server) closeAll(ctx context.Context) error {
 	if s.matrix != nil {
 		if err := s.matrix.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: close matrix: %w", err))
+		}
+	}
+	if s.livekit != nil {
+		if err := s.livekit.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: close livekit: %w", err))
 		}
 	}
 	if s.whip != nil {
