@@ -243,6 +243,16 @@ func (p *participant) publishedLocked(sid string) *publishedTrack {
 	return nil
 }
 
+// trackInfo returns a copy of the info of published track sid, or nil.
+func (p *participant) trackInfo(sid string) *livekit.TrackInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t := p.publishedLocked(sid); t != nil {
+		return proto.CloneOf(t.info)
+	}
+	return nil
+}
+
 // onTrack publishes a track the client sends; it runs on pion's
 // goroutine for the track until the track ends.
 func (p *participant) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {

@@ -18,6 +18,7 @@ type subscription struct {
 	up     *focus.UpTrack
 	down   *focus.DownTrack
 	sender *webrtc.RTPSender
+	layer  int // the simulcast layer forwarded
 }
 
 // wants reports whether the participant should receive track sid: its
@@ -90,10 +91,11 @@ func (p *participant) subscribe(up *focus.UpTrack) bool {
 		down.Close()
 		return false
 	}
-	p.subs[sid] = &subscription{up: up, down: down, sender: sender}
+	p.subs[sid] = &subscription{up: up, down: down, sender: sender, layer: len(up.Info().Layers) - 1}
 	p.mu.Lock()
 	p.locals = append(p.locals, local)
 	p.mu.Unlock()
+	p.applySetting(sid)
 	p.log.Debug().Str("track", sid).Str("publisher", string(owner.ID())).Msg("subscribed")
 	if pub := p.s.member(p.room, string(owner.ID())); pub != nil {
 		pub.trackSubscribed(sid)
@@ -167,9 +169,10 @@ func subscriptionError(sid string, err livekit.SubscriptionError) *livekit.Signa
 	}}}
 }
 
-// onTrackSetting records what the client wants of a track it receives:
-// enabled or not, and the size it shows it at. The setting is kept for
-// the layer selection; forwarding does not act on it yet.
+// onTrackSetting applies what the client wants of tracks it receives:
+// enabled or not, and the size it shows them at, which picks the
+// simulcast layer. Settings of tracks not (yet) subscribed are kept for
+// when they are.
 func (p *participant) onTrackSetting(m *livekit.UpdateTrackSettings) {
 	for _, sid := range m.GetTrackSids() {
 		if _, ok := p.settings[sid]; !ok && len(p.settings) >= maxSettings {
@@ -178,7 +181,103 @@ func (p *participant) onTrackSetting(m *livekit.UpdateTrackSettings) {
 		st := proto.CloneOf(m)
 		st.TrackSids = []string{sid}
 		p.settings[sid] = st
+		p.applySetting(sid)
 	}
+}
+
+// applySetting applies the client's setting of track sid to its
+// subscription.
+func (p *participant) applySetting(sid string) {
+	s, st := p.subs[sid], p.settings[sid]
+	if s == nil || st == nil {
+		return
+	}
+	s.down.SetPaused(st.GetDisabled())
+	rids := s.up.Info().Layers
+	if s.up.Kind() != focus.KindVideo || len(rids) <= 1 {
+		return
+	}
+	var info *livekit.TrackInfo
+	if pub := p.s.member(p.room, string(s.up.Owner().ID())); pub != nil {
+		info = pub.trackInfo(sid)
+	}
+	i := chooseLayer(info, rids, st)
+	if i == s.layer {
+		return
+	}
+	if err := s.down.SetSourceLayer(s.up, i); err != nil {
+		p.log.Debug().Err(err).Str("track", sid).Msg("choose a layer")
+		return
+	}
+	p.log.Debug().Str("track", sid).Str("rid", rids[i]).Uint32("width", st.GetWidth()).Uint32("height", st.GetHeight()).Msg("layer chosen")
+	s.layer = i
+}
+
+// chooseLayer picks the layer of a simulcast track (whose layers have
+// the RIDs rids, and info describes) that a setting asks for: the
+// smallest layer at least as large as the wanted size, or the quality
+// asked for when no size is; info may be nil.
+func chooseLayer(info *livekit.TrackInfo, rids []string, st *livekit.UpdateTrackSettings) int {
+	q := livekit.VideoQuality_HIGH
+	switch {
+	case st.GetWidth() > 0 || st.GetHeight() > 0:
+		q = qualityForSize(info, max(st.GetWidth(), st.GetHeight()))
+	case st.GetQuality() != livekit.VideoQuality_OFF:
+		q = st.GetQuality()
+	}
+	rid := map[livekit.VideoQuality]string{livekit.VideoQuality_LOW: "q", livekit.VideoQuality_MEDIUM: "h", livekit.VideoQuality_HIGH: "f"}[q]
+	for _, l := range info.GetLayers() {
+		if l.GetQuality() == q && l.GetRid() != "" {
+			rid = l.GetRid()
+		}
+	}
+	for i, r := range rids {
+		if r == rid {
+			return i
+		}
+	}
+	switch q {
+	case livekit.VideoQuality_LOW:
+		return 0
+	case livekit.VideoQuality_MEDIUM:
+		return min(1, len(rids)-1)
+	}
+	return len(rids) - 1
+}
+
+// qualityForSize is the lowest quality whose larger side is at least
+// size. Without layer sizes, the layers are taken to be a quarter, half
+// and all of the track's size, as LiveKit clients send them.
+func qualityForSize(info *livekit.TrackInfo, size uint32) livekit.VideoQuality {
+	type dim struct {
+		q    livekit.VideoQuality
+		side uint32
+	}
+	var dims []dim
+	for _, l := range info.GetLayers() {
+		if side := max(l.GetWidth(), l.GetHeight()); side > 0 && l.GetQuality() != livekit.VideoQuality_OFF {
+			dims = append(dims, dim{l.GetQuality(), side})
+		}
+	}
+	if len(dims) == 0 {
+		full := max(info.GetWidth(), info.GetHeight())
+		if full == 0 {
+			return livekit.VideoQuality_HIGH
+		}
+		dims = []dim{{livekit.VideoQuality_LOW, full / 4}, {livekit.VideoQuality_MEDIUM, full / 2}, {livekit.VideoQuality_HIGH, full}}
+	}
+	best := dims[0]
+	for _, d := range dims[1:] {
+		if d.q > best.q {
+			best = d
+		}
+	}
+	for _, d := range dims {
+		if d.side >= size && (d.q < best.q || best.side < size) {
+			best = d
+		}
+	}
+	return best.q
 }
 
 // onSyncState takes the state a resuming client reports: with

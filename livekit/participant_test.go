@@ -29,6 +29,7 @@ type lkClient struct {
 
 	mu          sync.Mutex
 	packets     map[string]*atomic.Int64 // "publisher/kind" → RTP packets received
+	lastByte    map[string]*atomic.Int32 // "publisher/kind" → last byte of the last payload
 	tracks      map[string]*webrtc.TrackRemote
 	infos       map[string]*livekit.TrackInfo // by track sid
 	muted       map[string]bool               // by track sid, as last announced
@@ -48,7 +49,7 @@ func (e *sigEnv) connect(identity, room string, opts ...lksdk.ConnectOption) *lk
 	})
 	c := &lkClient{
 		t: e.t, name: identity,
-		packets: map[string]*atomic.Int64{}, tracks: map[string]*webrtc.TrackRemote{},
+		packets: map[string]*atomic.Int64{}, lastByte: map[string]*atomic.Int32{}, tracks: map[string]*webrtc.TrackRemote{},
 		infos: map[string]*livekit.TrackInfo{}, muted: map[string]bool{}, joined: map[string]bool{},
 		unpublished: map[string]bool{},
 	}
@@ -90,10 +91,10 @@ func (c *lkClient) disconnect() {
 func (c *lkClient) onTrack(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
 	key := rp.Identity() + "/" + track.Kind().String()
 	c.mu.Lock()
-	n := c.packets[key]
+	n, last := c.packets[key], c.lastByte[key]
 	if n == nil {
-		n = &atomic.Int64{}
-		c.packets[key] = n
+		n, last = &atomic.Int64{}, &atomic.Int32{}
+		c.packets[key], c.lastByte[key] = n, last
 	}
 	c.tracks[key] = track
 	c.infos[pub.SID()] = pub.TrackInfo()
@@ -102,8 +103,12 @@ func (c *lkClient) onTrack(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPubl
 	go func() {
 		defer c.wg.Done()
 		for {
-			if _, _, err := track.ReadRTP(); err != nil {
+			pkt, _, err := track.ReadRTP()
+			if err != nil {
 				return
+			}
+			if len(pkt.Payload) > 0 {
+				last.Store(int32(pkt.Payload[len(pkt.Payload)-1]))
 			}
 			n.Add(1)
 		}
@@ -130,6 +135,17 @@ func (c *lkClient) received(publisher, kind string) int64 {
 		return n.Load()
 	}
 	return 0
+}
+
+// lastLayer returns the last byte of the last payload of kind from
+// publisher: the simulcast layer, for simulcast publishers.
+func (c *lkClient) lastLayer(publisher, kind string) int32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b := c.lastByte[publisher+"/"+kind]; b != nil {
+		return b.Load()
+	}
+	return -1
 }
 
 func (c *lkClient) track(publisher, kind string) *webrtc.TrackRemote {
@@ -399,6 +415,133 @@ func TestChurnLeavesNoGhost(t *testing.T) {
 		}
 		return len(left) == 3
 	})
+}
+
+// publishSimulcast publishes a VP8 camera in three layers, q h f, each
+// payload ending in its layer's index, until the test ends.
+func (c *lkClient) publishSimulcast() *lksdk.LocalTrackPublication {
+	c.t.Helper()
+	layers := []*livekit.VideoLayer{
+		{Quality: livekit.VideoQuality_LOW, Width: 320, Height: 180},
+		{Quality: livekit.VideoQuality_MEDIUM, Width: 640, Height: 360},
+		{Quality: livekit.VideoQuality_HIGH, Width: 1280, Height: 720},
+	}
+	var tracks []*lksdk.LocalTrack
+	for _, l := range layers {
+		tr, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			lksdk.WithSimulcast("camera", l))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		tracks = append(tracks, tr)
+	}
+	pub, err := c.room.LocalParticipant.PublishSimulcastTrack(tracks, &lksdk.TrackPublicationOptions{
+		Name: "camera", Source: livekit.TrackSource_CAMERA, VideoWidth: 1280, VideoHeight: 720,
+	})
+	if err != nil {
+		c.t.Fatalf("%s: publish simulcast: %v", c.name, err)
+	}
+	stop := make(chan struct{})
+	var done sync.WaitGroup
+	done.Add(1)
+	go func() {
+		defer done.Done()
+		frame := make([]byte, 600)
+		tick := time.NewTicker(33 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for l, tr := range tracks {
+				frame[0] = 0x01
+				if i%15 == 0 {
+					frame[0] = 0x00
+				}
+				frame[len(frame)-1] = byte(l)
+				_ = tr.WriteSample(media.Sample{Data: frame, Duration: 33 * time.Millisecond}, nil)
+			}
+		}
+	}()
+	c.t.Cleanup(func() { close(stop); done.Wait() })
+	return pub
+}
+
+// TestSimulcastLayerChoice: a subscriber gets the top layer, the layer
+// its wanted size picks, nothing while it disables the track, and media
+// again when it enables it.
+func TestSimulcastLayerChoice(t *testing.T) {
+	e := newSigEnv(t, nil)
+	alice := e.connect("alice", "room")
+	bob := e.connect("bob", "room")
+	vpub := alice.publishSimulcast()
+	eventually(t, 20*time.Second, "bob receives alice's top layer", func() bool {
+		return bob.received("alice", "video") > 10 && bob.lastLayer("alice", "video") == 2
+	})
+	var pub *lksdk.RemoteTrackPublication
+	if rp := bob.room.GetParticipantByIdentity("alice"); rp != nil {
+		pub, _ = rp.GetTrackPublication(livekit.TrackSource_CAMERA).(*lksdk.RemoteTrackPublication)
+	}
+	if pub == nil || pub.SID() != vpub.SID() {
+		t.Fatal("bob does not see alice's camera")
+	}
+	for _, step := range []struct {
+		w, h  uint32
+		layer int32
+	}{{320, 180, 0}, {600, 340, 1}, {1280, 720, 2}} {
+		pub.SetVideoDimensions(step.w, step.h)
+		eventually(t, 10*time.Second, fmt.Sprintf("bob receives layer %d at %dx%d", step.layer, step.w, step.h), func() bool {
+			return bob.lastLayer("alice", "video") == step.layer
+		})
+	}
+	pub.SetEnabled(false)
+	time.Sleep(300 * time.Millisecond)
+	n := bob.received("alice", "video")
+	time.Sleep(500 * time.Millisecond)
+	if m := bob.received("alice", "video"); m != n {
+		t.Errorf("bob received %d packets while the track was disabled", m-n)
+	}
+	pub.SetEnabled(true)
+	eventually(t, 10*time.Second, "bob receives alice's camera again", func() bool {
+		return bob.received("alice", "video") > n+10
+	})
+}
+
+func TestChooseLayer(t *testing.T) {
+	info := &livekit.TrackInfo{Width: 1280, Height: 720, Layers: []*livekit.VideoLayer{
+		{Quality: livekit.VideoQuality_HIGH, Width: 1280, Height: 720},
+		{Quality: livekit.VideoQuality_LOW, Width: 320, Height: 180},
+		{Quality: livekit.VideoQuality_MEDIUM, Width: 640, Height: 360},
+	}}
+	noLayers := &livekit.TrackInfo{Width: 1280, Height: 720}
+	qhf := []string{"q", "h", "f"}
+	tests := []struct {
+		name string
+		info *livekit.TrackInfo
+		rids []string
+		st   *livekit.UpdateTrackSettings
+		want int
+	}{
+		{"small", info, qhf, &livekit.UpdateTrackSettings{Width: 320, Height: 180}, 0},
+		{"a bit larger than small", info, qhf, &livekit.UpdateTrackSettings{Width: 330, Height: 186}, 1},
+		{"portrait", info, qhf, &livekit.UpdateTrackSettings{Width: 180, Height: 320}, 0},
+		{"large", info, qhf, &livekit.UpdateTrackSettings{Width: 1280, Height: 720}, 2},
+		{"larger than any", info, qhf, &livekit.UpdateTrackSettings{Width: 4000, Height: 3000}, 2},
+		{"by quality", info, qhf, &livekit.UpdateTrackSettings{Quality: livekit.VideoQuality_MEDIUM}, 1},
+		{"nothing asked", info, qhf, &livekit.UpdateTrackSettings{Quality: livekit.VideoQuality_OFF}, 2},
+		{"sizes from the track", noLayers, qhf, &livekit.UpdateTrackSettings{Width: 600, Height: 300}, 1},
+		{"no info", nil, qhf, &livekit.UpdateTrackSettings{Width: 100, Height: 100}, 2},
+		{"two layers", info, []string{"q", "h"}, &livekit.UpdateTrackSettings{Width: 1280, Height: 720}, 1},
+		{"other rids by position", info, []string{"a", "b", "c"}, &livekit.UpdateTrackSettings{Width: 320, Height: 180}, 0},
+		{"rid order", info, []string{"f", "h", "q"}, &livekit.UpdateTrackSettings{Width: 320, Height: 180}, 2},
+	}
+	for _, tt := range tests {
+		if got := chooseLayer(tt.info, tt.rids, tt.st); got != tt.want {
+			t.Errorf("%s: layer %d, want %d", tt.name, got, tt.want)
+		}
+	}
 }
 
 func TestEnabledQualities(t *testing.T) {
