@@ -17,7 +17,9 @@ import (
 	"github.com/livekit/protocol/livekit"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/focus-sfu/focus/focus"
 	"github.com/focus-sfu/focus/rtc"
@@ -268,12 +270,17 @@ func (c *rawClient) read(timeout time.Duration) *livekit.SignalResponse {
 func (c *rawClient) tryRead(timeout time.Duration) (*livekit.SignalResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	_, b, err := c.ws.Read(ctx)
+	typ, b, err := c.ws.Read(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res := &livekit.SignalResponse{}
-	if err := proto.Unmarshal(b, res); err != nil {
+	if typ == websocket.MessageText {
+		err = protojson.Unmarshal(b, res)
+	} else {
+		err = proto.Unmarshal(b, res)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -570,4 +577,27 @@ func TestDuplicateIdentity(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestEveryRequestEmpty sends every request type empty and as JSON null:
+// nothing panics, and the connection still answers.
+func TestEveryRequestEmpty(t *testing.T) {
+	e := newSigEnv(t, nil)
+	a := dialRaw(t, e, sigToken(t, "alice", "room", time.Hour, nil), "")
+	defer a.close()
+	fields := (&livekit.SignalRequest{}).ProtoReflect().Descriptor().Oneofs().ByName("message").Fields()
+	for i := 0; i < fields.Len(); i++ {
+		f := fields.Get(i)
+		name := f.JSONName()
+		if name == "leave" {
+			continue
+		}
+		if f.Kind() == protoreflect.MessageKind {
+			a.sendFrame(websocket.MessageText, []byte(`{"`+name+`":{}}`))
+		}
+		a.sendFrame(websocket.MessageText, []byte(`{"`+name+`":null}`))
+	}
+	// Requests run in order: this answer comes after all of the above ran.
+	a.send(&livekit.SignalRequest{Message: &livekit.SignalRequest_Subscription{Subscription: &livekit.UpdateSubscription{TrackSids: []string{"TR_last"}, Subscribe: true}}})
+	a.waitFor(5*time.Second, func(r *livekit.SignalResponse) bool { return r.GetSubscriptionResponse().GetTrackSid() == "TR_last" })
 }
