@@ -295,7 +295,11 @@ func (p *participant) onSyncState(m *livekit.SyncState) {
 // negotiate offers the subscriber connection's current state to the
 // client. One offer is out at a time: changes meanwhile wait for its
 // answer and go in the next one. restart restarts ICE, which a resumed
-// client waits for; it also replaces an offer that was never answered.
+// client waits for.
+//
+// pion can neither roll back nor replace a local offer, so an offer the
+// client never answered (it was away) is sent again as it is; the
+// changes and the ICE restart follow once that one is answered.
 func (p *participant) negotiate(restart bool) {
 	if restart {
 		p.restartICE = true
@@ -306,8 +310,13 @@ func (p *participant) negotiate(restart bool) {
 	if closed {
 		return
 	}
-	if away || (p.offerOut && !p.restartICE) {
+	if away || p.offerOut {
 		p.wantOffer = true
+		return
+	}
+	if p.sub.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+		p.wantOffer = true
+		p.sendOffer(p.sub.LocalDescription().SDP)
 		return
 	}
 	p.wantOffer = false
@@ -320,11 +329,15 @@ func (p *participant) negotiate(restart bool) {
 		return
 	}
 	p.restartICE = false
+	p.sendOffer(p.sub.LocalDescription().SDP)
+}
+
+func (p *participant) sendOffer(sdp string) {
 	p.offerOut = true
 	p.offerID++
 	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Offer{Offer: &livekit.SessionDescription{
 		Type: "offer",
-		Sdp:  p.sub.LocalDescription().SDP,
+		Sdp:  sdp,
 		Id:   p.offerID,
 	}}})
 }

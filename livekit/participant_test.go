@@ -1,6 +1,8 @@
 package livekit
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -9,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/livekit/protocol/auth"
 	"github.com/livekit/protocol/livekit"
 	protoLogger "github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/focus-sfu/focus/focus"
 )
@@ -507,6 +511,197 @@ func TestSimulcastLayerChoice(t *testing.T) {
 	eventually(t, 10*time.Second, "bob receives alice's camera again", func() bool {
 		return bob.received("alice", "video") > n+10
 	})
+}
+
+// rtcClient is a raw signalling client with a real subscriber
+// PeerConnection, for what the SDKs do not let a test do: leave an offer
+// unanswered.
+type rtcClient struct {
+	*rawClient
+	sub    *webrtc.PeerConnection
+	ufrags map[string]bool // ICE usernames of the offers seen
+	msgs   chan *livekit.SignalResponse
+	mu     sync.Mutex
+	got    map[string]int // stream ID → RTP packets
+	wg     sync.WaitGroup
+}
+
+func newRTCClient(t *testing.T, raw *rawClient) *rtcClient {
+	t.Helper()
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &rtcClient{rawClient: raw, sub: pc, ufrags: map[string]bool{}, got: map[string]int{}}
+	t.Cleanup(func() {
+		_ = pc.Close()
+		_ = c.ws.CloseNow()
+		c.wg.Wait()
+	})
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		c.wg.Add(1)
+		defer c.wg.Done()
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.got[tr.StreamID()]++
+			c.mu.Unlock()
+		}
+	})
+	return c
+}
+
+// attach makes raw the client's signalling connection, and trickles the
+// subscriber's candidates on it.
+func (c *rtcClient) attach(raw *rawClient) {
+	c.rawClient = raw
+	msgs := make(chan *livekit.SignalResponse, 256)
+	c.msgs = msgs
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(msgs)
+		for {
+			r, err := raw.tryRead(time.Minute)
+			if err != nil {
+				return
+			}
+			msgs <- r
+		}
+	}()
+	c.sub.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand == nil {
+			return
+		}
+		b, _ := json.Marshal(cand.ToJSON())
+		req, _ := proto.Marshal(&livekit.SignalRequest{Message: &livekit.SignalRequest_Trickle{Trickle: &livekit.TrickleRequest{
+			CandidateInit: string(b), Target: livekit.SignalTarget_SUBSCRIBER,
+		}}})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = raw.ws.Write(ctx, websocket.MessageBinary, req)
+	})
+}
+
+// pump handles the focus's messages (offers answered when answer is
+// set, candidates added) until done reports true.
+func (c *rtcClient) pump(timeout time.Duration, answer bool, done func(*livekit.SignalResponse) bool) {
+	c.t.Helper()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var r *livekit.SignalResponse
+		select {
+		case <-deadline:
+			c.t.Fatal("timed out pumping signalling")
+		case <-tick.C:
+			if done(nil) {
+				return
+			}
+			continue
+		case r = <-c.msgs:
+			if r == nil {
+				c.t.Fatal("the signalling connection ended")
+			}
+		}
+		if o := r.GetOffer(); o != nil {
+			for _, line := range strings.Split(o.GetSdp(), "\r\n") {
+				if u, ok := strings.CutPrefix(line, "a=ice-ufrag:"); ok {
+					c.ufrags[u] = true
+				}
+			}
+			if answer {
+				if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: o.GetSdp()}); err != nil {
+					c.t.Fatal(err)
+				}
+				a, err := c.sub.CreateAnswer(nil)
+				if err == nil {
+					err = c.sub.SetLocalDescription(a)
+				}
+				if err != nil {
+					c.t.Fatal(err)
+				}
+				c.send(&livekit.SignalRequest{Message: &livekit.SignalRequest_Answer{Answer: &livekit.SessionDescription{
+					Type: "answer", Sdp: a.SDP, Id: o.GetId(),
+				}}})
+			}
+		}
+		if tr := r.GetTrickle(); tr != nil && tr.GetTarget() == livekit.SignalTarget_SUBSCRIBER {
+			var init webrtc.ICECandidateInit
+			if json.Unmarshal([]byte(tr.GetCandidateInit()), &init) == nil {
+				_ = c.sub.AddICECandidate(init)
+			}
+		}
+		if done(r) {
+			return
+		}
+	}
+}
+
+func (c *rtcClient) packets(stream string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for s, k := range c.got {
+		if strings.HasPrefix(s, stream) {
+			n += k
+		}
+	}
+	return n
+}
+
+// TestResumeWithUnansweredOffer: the websocket drops while a subscriber
+// offer is out. pion cannot replace that offer, so on resume it goes
+// again, and the ICE restart follows its answer; media from a publisher
+// that came meanwhile arrives.
+func TestResumeWithUnansweredOffer(t *testing.T) {
+	e := newSigEnv(t, nil)
+	bob := e.connect("bob", "room")
+	bob.publish()
+	tok := sigToken(t, "alice", "room", time.Hour, nil)
+	alice := newRTCClient(t, dialRaw(t, e, tok, ""))
+	alice.attach(alice.rawClient)
+	bobSID := bob.room.LocalParticipant.SID()
+	connected := func(*livekit.SignalResponse) bool {
+		return alice.sub.ConnectionState() == webrtc.PeerConnectionStateConnected && alice.packets(bobSID) > 20
+	}
+	alice.pump(20*time.Second, true, connected)
+
+	carol := e.connect("carol", "room")
+	carol.publish()
+	alice.pump(10*time.Second, false, func(r *livekit.SignalResponse) bool { return r.GetOffer() != nil })
+	alice.close()
+	time.Sleep(200 * time.Millisecond)
+
+	sid := alice.join.GetParticipant().GetSid()
+	raw := dialRaw(t, e, tok, "reconnect=1&sid="+sid)
+	defer raw.close()
+	if raw.first.GetReconnect() == nil {
+		t.Fatalf("resume answered with %v", raw.first)
+	}
+	alice.attach(raw)
+	before := len(alice.ufrags)
+	carolSID := carol.room.LocalParticipant.SID()
+	alice.pump(20*time.Second, true, func(*livekit.SignalResponse) bool {
+		return len(alice.ufrags) > before && alice.sub.ConnectionState() == webrtc.PeerConnectionStateConnected &&
+			alice.packets(carolSID) > 20
+	})
+	bob.mu.Lock()
+	in := bob.joined["alice"]
+	bob.mu.Unlock()
+	if !in {
+		t.Error("bob saw alice leave during her resume")
+	}
 }
 
 func TestChooseLayer(t *testing.T) {

@@ -226,9 +226,10 @@ func TestRequireRoomCreate(t *testing.T) {
 // rawClient is a bare websocket client of /rtc, for what the SDKs
 // would never send.
 type rawClient struct {
-	t    *testing.T
-	ws   *websocket.Conn
-	join *livekit.JoinResponse
+	t     *testing.T
+	ws    *websocket.Conn
+	join  *livekit.JoinResponse
+	first *livekit.SignalResponse // the first response when it is not a join
 }
 
 // dialRaw connects with token; query adds parameters.
@@ -250,8 +251,8 @@ func dialRaw(t *testing.T, e *sigEnv, token, query string) *rawClient {
 	res := c.read(5 * time.Second)
 	if j := res.GetJoin(); j != nil {
 		c.join = j
-	} else if l := res.GetLeave(); l != nil {
-		return c
+	} else if res.GetLeave() != nil || res.GetReconnect() != nil {
+		c.first = res
 	} else {
 		t.Fatalf("first message is %T, want join", res.Message)
 	}
