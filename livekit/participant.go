@@ -102,7 +102,6 @@ type pendingTrack struct {
 // publishedTrack is one of the participant's tracks that is in the core.
 type publishedTrack struct {
 	info       *livekit.TrackInfo
-	up         *focus.UpTrack
 	subscribed bool   // track_subscribed was sent
 	quality    []bool // the layers last reported to the client
 	qualitySet bool
@@ -204,6 +203,7 @@ func (p *participant) do(fn func()) {
 		return
 	}
 	if len(p.ops) >= maxOps {
+		p.opsClosed = true
 		p.opsMu.Unlock()
 		p.log.Warn().Int("queued", maxOps).Msg("participant is not keeping up; dropping it")
 		p.closeAsync(livekit.DisconnectReason_UNKNOWN_REASON)

@@ -279,11 +279,6 @@ func (p *participant) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceive
 			p.dropTrack(ti.Sid)
 			return nil, err
 		}
-		p.mu.Lock()
-		if t := p.publishedLocked(ti.Sid); t != nil {
-			t.up = up
-		}
-		p.mu.Unlock()
 		p.log.Info().Str("track", ti.Sid).Str("source", ti.Source.String()).Str("codec", ti.MimeType).
 			Strs("layers", info.Layers).Bool("encrypted", ti.Encryption != livekit.Encryption_NONE).Msg("track published")
 		return up, nil
