@@ -16,6 +16,7 @@ import (
 	"github.com/livekit/protocol/livekit"
 	protoLogger "github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"google.golang.org/protobuf/proto"
@@ -702,6 +703,143 @@ func TestResumeWithUnansweredOffer(t *testing.T) {
 	if !in {
 		t.Error("bob saw alice leave during her resume")
 	}
+}
+
+// TestPublisherHears: a publisher on a bare pion connection gets
+// track_published, then track_subscribed and subscribed_quality_update
+// as a subscriber comes and goes.
+func TestPublisherHears(t *testing.T) {
+	e := newSigEnv(t, nil)
+	raw := dialRaw(t, e, sigToken(t, "alice", "room", time.Hour, nil), "")
+	alice := newRTCClient(t, raw)
+	alice.attach(raw)
+	raw.send(&livekit.SignalRequest{Message: &livekit.SignalRequest_AddTrack{AddTrack: &livekit.AddTrackRequest{
+		Cid: "cam", Type: livekit.TrackType_VIDEO, Source: livekit.TrackSource_CAMERA, Width: 640, Height: 360,
+		Encryption: livekit.Encryption_GCM,
+		Layers:     []*livekit.VideoLayer{{Quality: livekit.VideoQuality_HIGH, Width: 640, Height: 360}},
+	}}})
+	var info *livekit.TrackInfo
+	alice.pump(5*time.Second, true, func(r *livekit.SignalResponse) bool {
+		if tp := r.GetTrackPublished(); tp != nil && tp.GetCid() == "cam" {
+			info = tp.GetTrack()
+		}
+		return info != nil
+	})
+	if !strings.HasPrefix(info.GetSid(), "TR_") || info.GetEncryption() != livekit.Encryption_GCM || info.GetSource() != livekit.TrackSource_CAMERA {
+		t.Fatalf("track_published %v", info)
+	}
+
+	// The publisher connection, offered by the client.
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.AddTrack(track); err != nil {
+		t.Fatal(err)
+	}
+	pub.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		b, _ := json.Marshal(c.ToJSON())
+		raw.send(&livekit.SignalRequest{Message: &livekit.SignalRequest_Trickle{Trickle: &livekit.TrickleRequest{
+			CandidateInit: string(b), Target: livekit.SignalTarget_PUBLISHER,
+		}}})
+	})
+	offer, err := pub.CreateOffer(nil)
+	if err == nil {
+		err = pub.SetLocalDescription(offer)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.send(&livekit.SignalRequest{Message: &livekit.SignalRequest_Offer{Offer: &livekit.SessionDescription{Type: "offer", Sdp: offer.SDP, Id: 1}}})
+	var answered bool
+	alice.pump(5*time.Second, true, func(r *livekit.SignalResponse) bool {
+		if a := r.GetAnswer(); a != nil {
+			if a.GetId() != 1 {
+				t.Errorf("answer id %d, want the offer's 1", a.GetId())
+			}
+			if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: a.GetSdp()}); err != nil {
+				t.Fatal(err)
+			}
+			answered = true
+		}
+		if tr := r.GetTrickle(); tr != nil && tr.GetTarget() == livekit.SignalTarget_PUBLISHER {
+			var init webrtc.ICECandidateInit
+			if json.Unmarshal([]byte(tr.GetCandidateInit()), &init) == nil {
+				_ = pub.AddICECandidate(init)
+			}
+		}
+		return answered
+	})
+	stop := make(chan struct{})
+	var sending sync.WaitGroup
+	sending.Add(1)
+	go func() {
+		defer sending.Done()
+		payload := make([]byte, 300)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			payload[0] = 0x10 // VP8 descriptor: start of partition 0
+			payload[1] = 0x01 // inverse key frame flag: a delta frame
+			if i%10 == 0 {
+				payload[1] = 0x00
+			}
+			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: uint32(i) * 2700, Marker: true}, Payload: payload})
+		}
+	}()
+	defer func() { close(stop); sending.Wait() }()
+
+	// Bob subscribes (auto_subscribe): alice hears her camera is wanted.
+	bob := e.connect("bob", "room")
+	subscribed, wanted := false, false
+	alice.pump(20*time.Second, true, func(r *livekit.SignalResponse) bool {
+		if r.GetTrackSubscribed().GetTrackSid() == info.GetSid() {
+			subscribed = true
+		}
+		if q := r.GetSubscribedQualityUpdate(); q.GetTrackSid() == info.GetSid() {
+			wanted = len(q.GetSubscribedCodecs()) == 1 && q.GetSubscribedCodecs()[0].GetCodec() == "vp8" &&
+				q.GetSubscribedQualities()[0].GetEnabled()
+		}
+		return subscribed && wanted
+	})
+	eventually(t, 10*time.Second, "bob receives alice's camera", func() bool { return bob.received("alice", "video") > 10 })
+
+	// Bob unsubscribes: nobody wants the camera.
+	rp := bob.room.GetParticipantByIdentity("alice")
+	rpub, _ := rp.GetTrackPublication(livekit.TrackSource_CAMERA).(*lksdk.RemoteTrackPublication)
+	if err := rpub.SetSubscribed(false); err != nil {
+		t.Fatal(err)
+	}
+	alice.pump(10*time.Second, true, func(r *livekit.SignalResponse) bool {
+		q := r.GetSubscribedQualityUpdate()
+		if q.GetTrackSid() != info.GetSid() {
+			return false
+		}
+		for _, sq := range q.GetSubscribedQualities() {
+			if sq.GetEnabled() {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestChooseLayer(t *testing.T) {

@@ -395,8 +395,29 @@ func TestJoinResponse(t *testing.T) {
 		t.Errorf("first subscriber offer %d has no data channels:\n%s", offer.GetId(), offer.GetSdp())
 	}
 
+	// A fresh token for the same grant, and the (empty) speaker list.
 	b := dialRaw(t, e, sigToken(t, "bob", "room", time.Hour, nil), "")
 	defer b.close()
+	var refreshed string
+	spoke := false
+	b.waitFor(5*time.Second, func(r *livekit.SignalResponse) bool {
+		if tok := r.GetRefreshToken(); tok != "" {
+			refreshed = tok
+		}
+		if r.GetSpeakersChanged() != nil {
+			spoke = true
+		}
+		return refreshed != "" && spoke
+	})
+	v, err := auth.ParseAPIToken(refreshed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, grants, err := v.Verify(sigSecret)
+	if err != nil || grants.Identity != "bob" || !grants.Video.RoomJoin || grants.Video.Room != "room" ||
+		time.Until(claims.ExpiresAt.Time) < 50*time.Minute {
+		t.Errorf("refresh token: %v %+v %v", err, grants, claims)
+	}
 	if len(b.join.GetOtherParticipants()) != 1 || b.join.GetOtherParticipants()[0].GetIdentity() != "alice" {
 		t.Errorf("bob's others: %v", b.join.GetOtherParticipants())
 	}
