@@ -49,7 +49,15 @@ func (e *sigEnv) connect(identity, room string, opts ...lksdk.ConnectOption) *lk
 	e.t.Helper()
 	quietSDK.Do(func() {
 		if os.Getenv("FOCUS_TEST_LOG") == "" {
-			lksdk.SetLogger(protoLogger.GetDiscardLogger())
+			// A zap logger at fatal, not the discard logger: the SDK hands
+			// its logger to pion, and any non-zap logger formats every
+			// pion debug message, one of which reads a receiver pion is
+			// still writing (a data race under -race).
+			l, err := protoLogger.NewZapLogger(&protoLogger.Config{Level: "fatal"})
+			if err != nil {
+				panic(err)
+			}
+			lksdk.SetLogger(l)
 		}
 	})
 	c := &lkClient{

@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/pion/webrtc/v4"
@@ -70,8 +71,11 @@ func (p *Publications) start(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		info.Source = focus.SourceMicrophone
 	}
 	if track.RID() != "" {
+		// pion may list a receiver's track for one RID more than once.
 		for _, t := range recv.Tracks() {
-			info.Layers = append(info.Layers, t.RID())
+			if rid := t.RID(); !slices.Contains(info.Layers, rid) {
+				info.Layers = append(info.Layers, rid)
+			}
 		}
 	}
 	up, err := publish(info)
