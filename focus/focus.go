@@ -27,7 +27,10 @@ import (
 )
 
 // ConferenceID names a conference. It is opaque to the core; each
-// front-end uses its own namespace ("whip:demo", "m:!room:hs/callid").
+// front-end uses its own namespace ("whip:demo", "m:!room:hs/callid",
+// "lk:room"). SFU.Alias gives a conference a second name, so that two
+// front-ends share it; front-ends find their own name with
+// Conference.Names or Conference.Has, never by the ID alone.
 type ConferenceID string
 
 // ParticipantID identifies a participant within the SFU.
@@ -111,11 +114,41 @@ type TrackInfo struct {
 	Layers []string
 }
 
+// Role says what a participant does, in words every front-end can map to
+// its own: a front-end that shows the participants of a shared
+// conference (see SFU.Alias) shows those of other front-ends by it.
+type Role uint8
+
+// Participant roles.
+const (
+	// RoleMember publishes and subscribes interactively: a call member.
+	RoleMember Role = iota
+	// RoleIngress only publishes, from a non-interactive source such as
+	// a broadcast encoder (a WHIP publisher).
+	RoleIngress
+	// RoleViewer only receives (a WHEP viewer); other front-ends need
+	// not show it.
+	RoleViewer
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleMember:
+		return "member"
+	case RoleIngress:
+		return "ingress"
+	case RoleViewer:
+		return "viewer"
+	}
+	return "unknown"
+}
+
 // ParticipantInfo describes who a participant is. The front-end fills it.
 type ParticipantInfo struct {
 	ID       ParticipantID // generated when empty
 	Identity string        // a human-meaningful name: user ID, "whip", ...
-	Remote   string        // remote address, for logs
+	Role     Role
+	Remote   string // remote address, for logs
 }
 
 // RTCPWriter sends RTCP on the connection a track belongs to. pion's

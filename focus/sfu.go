@@ -32,6 +32,8 @@ type SFU struct {
 
 	mu           sync.Mutex
 	conferences  map[ConferenceID]*Conference
+	aliases      map[ConferenceID]ConferenceID   // alias to canonical name
+	aliasesOf    map[ConferenceID][]ConferenceID // canonical name to its aliases, sorted
 	participants int
 	closed       bool
 
@@ -93,8 +95,8 @@ func (s *SFU) emit(events ...Event) {
 	}
 }
 
-// Join adds a participant to the conference id, creating the conference
-// when it does not exist yet.
+// Join adds a participant to the conference id (or to the conference id
+// is an alias of), creating the conference when it does not exist yet.
 func (s *SFU) Join(id ConferenceID, info ParticipantInfo) (*Participant, error) {
 	if info.ID == "" {
 		info.ID = ParticipantID("PA_" + randomID())
@@ -108,6 +110,7 @@ func (s *SFU) Join(id ConferenceID, info ParticipantInfo) (*Participant, error) 
 		s.mu.Unlock()
 		return nil, ErrServerFull
 	}
+	id = s.resolveLocked(id)
 	c := s.conferences[id]
 	if c == nil {
 		c = newConference(s, id)
@@ -150,11 +153,12 @@ func (s *SFU) leave(p *Participant) {
 	s.mu.Unlock()
 }
 
-// Conference returns the conference id, or nil.
+// Conference returns the conference id (or the one id is an alias of),
+// or nil.
 func (s *SFU) Conference(id ConferenceID) *Conference {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.conferences[id]
+	return s.conferences[s.resolveLocked(id)]
 }
 
 // Conferences returns every conference.
