@@ -111,9 +111,12 @@ func New(opts Options) (*Focus, error) {
 	return f, nil
 }
 
+// confPrefix is the namespace of Matrix calls in the core.
+const confPrefix = "m:"
+
 // conferenceID is the core's key for a call: the room and the conf ID.
 func conferenceID(room id.RoomID, confID string) focus.ConferenceID {
-	return focus.ConferenceID("m:" + string(room) + "/" + confID)
+	return focus.ConferenceID(confPrefix + string(room) + "/" + confID)
 }
 
 // RoomEvent implements Inbound: it tracks the rooms the focus is in and
@@ -454,17 +457,27 @@ func (f *Focus) callsIn(conf focus.ConferenceID) []*call {
 func (f *Focus) onEvent(ev focus.Event) {
 	switch ev := ev.(type) {
 	case focus.TrackPublished:
-		f.tracksChanged(ev.Conference.ID(), ev.Participant, nil)
+		f.tracksChanged(ev.Conference, ev.Participant, nil)
 	case focus.TrackUnpublished:
-		f.tracksChanged(ev.Conference.ID(), ev.Participant, ev.Track)
+		f.tracksChanged(ev.Conference, ev.Participant, ev.Track)
 	}
 }
 
-func (f *Focus) tracksChanged(conf focus.ConferenceID, owner *focus.Participant, gone *focus.UpTrack) {
-	if !strings.HasPrefix(string(conf), "m:") {
-		return
+// callsOf returns the calls of every Matrix name of conf: its own, or an
+// alias when another front-end shares the conference.
+func (f *Focus) callsOf(conf *focus.Conference) []*call {
+	var out []*call
+	for _, name := range conf.Names() {
+		if strings.HasPrefix(string(name), confPrefix) {
+			out = append(out, f.callsIn(name)...)
+		}
 	}
-	for _, c := range f.callsIn(conf) {
+	return out
+}
+
+// tracksChanged tells the calls of conf that its tracks changed.
+func (f *Focus) tracksChanged(conf *focus.Conference, owner *focus.Participant, gone *focus.UpTrack) {
+	for _, c := range f.callsOf(conf) {
 		if c.part == owner {
 			continue
 		}
@@ -477,10 +490,10 @@ func (f *Focus) tracksChanged(conf focus.ConferenceID, owner *focus.Participant,
 	}
 }
 
-// metadataChanged tells every other call of conf that a publisher's
-// stream metadata changed.
+// metadataChanged tells every other call of the conference that a
+// publisher's stream metadata changed.
 func (f *Focus) metadataChanged(from *call) {
-	for _, c := range f.callsIn(from.conf) {
+	for _, c := range f.callsOf(from.part.Conference()) {
 		if c != from {
 			c.do(c.sendMetadata)
 		}

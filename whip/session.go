@@ -35,6 +35,14 @@ func (k sessionKind) role() Role {
 	return RoleView
 }
 
+// coreRole is how other front-ends of a shared room see the session.
+func (k sessionKind) coreRole() focus.Role {
+	if k == publisher {
+		return focus.RoleIngress
+	}
+	return focus.RoleViewer
+}
+
 func (k sessionKind) direction() rtc.Direction {
 	if k == publisher {
 		return rtc.PeerSends
@@ -81,6 +89,7 @@ func (s *Server) newSession(kind sessionKind, room, ip string, pinned focus.Part
 	part, err := s.opts.SFU.Join(focus.ConferenceID(confPrefix+room), focus.ParticipantInfo{
 		ID:       focus.ParticipantID(id),
 		Identity: kind.path(),
+		Role:     kind.coreRole(),
 		Remote:   ip,
 	})
 	if err != nil {

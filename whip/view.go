@@ -112,11 +112,7 @@ func (sess *session) subscribe(offer string, sources []*focus.UpTrack) *httpErro
 func (s *Server) onEvent(ev focus.Event) {
 	switch ev := ev.(type) {
 	case focus.TrackUnpublished:
-		room, ok := strings.CutPrefix(string(ev.Conference.ID()), confPrefix)
-		if !ok {
-			return
-		}
-		for _, sess := range s.roomSessions(room) {
+		for _, sess := range s.conferenceSessions(ev.Conference) {
 			for _, d := range sess.idleDownTracks(ev.Track.Kind()) {
 				if src := newestSource(ev.Conference, d, sess.pinned); src != nil {
 					s.retarget(sess, d, src)
@@ -124,11 +120,7 @@ func (s *Server) onEvent(ev focus.Event) {
 			}
 		}
 	case focus.TrackPublished:
-		room, ok := strings.CutPrefix(string(ev.Conference.ID()), confPrefix)
-		if !ok {
-			return
-		}
-		for _, sess := range s.roomSessions(room) {
+		for _, sess := range s.conferenceSessions(ev.Conference) {
 			if sess.pinned != "" && sess.pinned != ev.Participant.ID() {
 				continue
 			}
@@ -139,6 +131,17 @@ func (s *Server) onEvent(ev focus.Event) {
 			}
 		}
 	}
+}
+
+// conferenceSessions returns the sessions of every WHIP room that names
+// the conference c: its own name, or an alias when the conference is
+// shared with another front-end.
+func (s *Server) conferenceSessions(c *focus.Conference) []*session {
+	var out []*session
+	for _, room := range c.NamesIn(confPrefix) {
+		out = append(out, s.roomSessions(room)...)
+	}
+	return out
 }
 
 func (s *Server) retarget(sess *session, d *focus.DownTrack, src *focus.UpTrack) {
