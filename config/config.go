@@ -19,6 +19,8 @@ type Config struct {
 	Matrix Matrix `yaml:"matrix"`
 	// LiveKit is the Element Call front-end (config/livekit.go).
 	LiveKit LiveKit `yaml:"livekit"`
+	// SharedRooms put WHIP/WHEP rooms into LiveKit rooms (config/shared.go).
+	SharedRooms []SharedRoom `yaml:"shared_rooms"`
 }
 
 // Admin configures the admin routes (/api/rooms).

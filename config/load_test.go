@@ -290,6 +290,7 @@ func TestSampleLoads(t *testing.T) {
 	c.WebRTC.ICEServers = nil
 	c.WHIP.Tokens = nil
 	c.WebRTC.PublicIPs = nil
+	c.SharedRooms = nil
 	if want := config.Default(); !reflect.DeepEqual(c, want) {
 		t.Errorf("sample without its examples =\n%+v\nwant Default()\n%+v", c, want)
 	}

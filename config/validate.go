@@ -53,7 +53,10 @@ func (c Config) Validate() error {
 	if err := c.Matrix.validate(); err != nil {
 		return err
 	}
-	return c.LiveKit.validate(c.Listen)
+	if err := c.LiveKit.validate(c.Listen); err != nil {
+		return err
+	}
+	return validateSharedRooms(c.SharedRooms)
 }
 
 func (w WebRTC) validate() error {
