@@ -111,12 +111,16 @@ type publishedTrack struct {
 // PeerConnections. It is not yet in its room.
 func (s *Server) newParticipant(c *claims, params connectParams, remote string, log zerolog.Logger) (*participant, error) {
 	sid := newSID("PA_")
+	// A session before it joins: the others must not take it for a
+	// foreign participant.
+	s.setSession(focus.ParticipantID(sid), true)
 	part, err := s.opts.SFU.Join(conferenceID(c.room), focus.ParticipantInfo{
 		ID:       focus.ParticipantID(sid),
 		Identity: c.identity,
 		Remote:   remote,
 	})
 	if err != nil {
+		s.setSession(focus.ParticipantID(sid), false)
 		return nil, err
 	}
 	p := &participant{
@@ -142,6 +146,7 @@ func (s *Server) newParticipant(c *claims, params connectParams, remote string, 
 	}
 	if err := p.setupPeerConnections(); err != nil {
 		part.Leave()
+		s.setSession(part.ID(), false)
 		if p.pub != nil {
 			_ = p.pub.Close()
 		}
@@ -712,6 +717,7 @@ func (p *participant) close(reason livekit.DisconnectReason, sendLeave bool) {
 		}
 		info := p.info()
 		p.part.Leave()
+		p.s.setSession(p.part.ID(), false)
 		if err := p.pub.Close(); err != nil {
 			p.log.Debug().Err(err).Msg("close publisher connection")
 		}

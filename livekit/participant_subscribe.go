@@ -33,7 +33,7 @@ func (p *participant) wants(sid string) bool {
 // subscribeExisting subscribes to the tracks already in the room.
 func (p *participant) subscribeExisting() {
 	for _, up := range p.part.Conference().Tracks() {
-		if p.wants(string(up.ID())) {
+		if p.wants(trackSID(up)) {
 			p.subscribe(up)
 		}
 	}
@@ -41,7 +41,7 @@ func (p *participant) subscribeExisting() {
 
 // trackAdded follows a track published in the room.
 func (p *participant) trackAdded(up *focus.UpTrack) {
-	if p.isClosed() || !p.canSubscribe() || !p.wants(string(up.ID())) {
+	if p.isClosed() || !p.canSubscribe() || !p.wants(trackSID(up)) {
 		return
 	}
 	if p.subscribe(up) {
@@ -51,7 +51,7 @@ func (p *participant) trackAdded(up *focus.UpTrack) {
 
 // trackGone follows a track unpublished in the room.
 func (p *participant) trackGone(up *focus.UpTrack) {
-	sid := string(up.ID())
+	sid := trackSID(up)
 	if s := p.subs[sid]; s != nil && s.up == up {
 		p.unsubscribe(sid)
 		p.negotiate(false)
@@ -61,7 +61,7 @@ func (p *participant) trackGone(up *focus.UpTrack) {
 // findTrack returns another participant's track sid in the room.
 func (p *participant) findTrack(sid string) *focus.UpTrack {
 	for _, up := range p.part.Conference().Tracks() {
-		if string(up.ID()) == sid && up.Owner() != p.part {
+		if trackSID(up) == sid && up.Owner() != p.part {
 			return up
 		}
 	}
@@ -70,11 +70,14 @@ func (p *participant) findTrack(sid string) *focus.UpTrack {
 
 // subscribe adds up to the subscriber connection; it reports whether it
 // did. The forwarded track's stream ID is "PA_sid|TR_sid" and its track
-// ID the track sid: clients find the publication from them.
+// ID the track sid: clients find the publication from them. The owner
+// is a member of the room or a foreign participant; a LiveKit session
+// of another room sharing the conference is not shown, nor are its
+// tracks.
 func (p *participant) subscribe(up *focus.UpTrack) bool {
-	sid := string(up.ID())
+	sid := trackSID(up)
 	owner := up.Owner()
-	if p.subs[sid] != nil || owner == p.part || up.Closed() || !p.canSubscribe() || p.isClosed() {
+	if p.subs[sid] != nil || owner == p.part || up.Closed() || !p.canSubscribe() || p.isClosed() || !p.s.visible(p.room, owner) {
 		return false
 	}
 	down, err := p.part.Subscribe(up)
@@ -82,7 +85,7 @@ func (p *participant) subscribe(up *focus.UpTrack) bool {
 		p.log.Info().Err(err).Str("track", sid).Msg("subscribe")
 		return false
 	}
-	local := rtc.NewLocalTrack(down, sid, string(owner.ID())+"|"+sid, p.sub, p.log)
+	local := rtc.NewLocalTrack(down, sid, participantSID(owner)+"|"+sid, p.sub, p.log)
 	// AddTrack reuses a transceiver a removed track left idle, so the
 	// description does not grow with every track that comes and goes.
 	sender, err := p.sub.AddTrack(local)

@@ -105,7 +105,8 @@ func (s *Server) member(r *room, sid string) *participant {
 }
 
 // others returns the infos of r's participants other than p that p may
-// see: not hidden, not leaving.
+// see: not hidden, not leaving; then the foreign participants of p's
+// conference (foreign.go).
 func (s *Server) others(r *room, p *participant) []*livekit.ParticipantInfo {
 	var out []*livekit.ParticipantInfo
 	for _, o := range s.members(r) {
@@ -116,7 +117,7 @@ func (s *Server) others(r *room, p *participant) []*livekit.ParticipantInfo {
 			out = append(out, info)
 		}
 	}
-	return out
+	return append(out, s.foreignInfos(p.part.Conference())...)
 }
 
 // broadcast tells r's participants about p: everyone else, and p itself

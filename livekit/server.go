@@ -66,6 +66,11 @@ type Server struct {
 	mu     sync.Mutex
 	rooms  map[string]*room
 	closed bool
+	// sessions are the core IDs of this server's participants, in any
+	// room; every other participant of a LiveKit room's conference is
+	// foreign. versions are the info versions of foreign participants.
+	sessions map[focus.ParticipantID]bool
+	versions map[focus.ParticipantID]uint32
 
 	wg          sync.WaitGroup // connections, participants and their goroutines
 	unsubscribe func()
@@ -95,9 +100,11 @@ func New(opts Options) (*Server, error) {
 		opts.Version = "0.0.0"
 	}
 	s := &Server{
-		opts:  opts,
-		log:   opts.Log.With().Str("frontend", "livekit").Logger(),
-		rooms: make(map[string]*room),
+		opts:     opts,
+		log:      opts.Log.With().Str("frontend", "livekit").Logger(),
+		rooms:    make(map[string]*room),
+		sessions: make(map[focus.ParticipantID]bool),
+		versions: make(map[focus.ParticipantID]uint32),
 	}
 	if opts.Token.APISecret != "" {
 		t, err := NewTokenService(opts.Token, opts.Log, s.RoomExists)
@@ -473,59 +480,74 @@ func (s *Server) unregister(p *participant) {
 	}
 }
 
-// roomOf returns the room of a core conference.
-func (s *Server) roomOf(conf focus.ConferenceID) *room {
-	name, ok := strings.CutPrefix(string(conf), confPrefix)
-	if !ok {
-		return nil
-	}
+// roomsOf returns the rooms of a core conference: one per LiveKit name
+// it has, its own or an alias (focus.SFU.Alias).
+func (s *Server) roomsOf(conf *focus.Conference) []*room {
+	names := conf.NamesIn(confPrefix)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.rooms[name]; r != nil && r.conf == conf {
-		return r
+	var out []*room
+	for _, name := range names {
+		if r := s.rooms[name]; r != nil {
+			out = append(out, r)
+		}
 	}
-	return nil
+	return out
 }
 
 // onEvent turns the core's events into LiveKit messages. It runs on the
-// goroutine that caused the event, so it only queues work.
+// goroutine that caused the event, so it only queues work. Participants
+// and tracks of other front-ends in a shared conference are announced
+// as foreign participants (foreign.go), and subscribed to like anyone's.
 func (s *Server) onEvent(ev focus.Event) {
 	switch ev := ev.(type) {
+	case focus.ParticipantJoined:
+		if !s.isForeign(ev.Participant) {
+			return
+		}
+		for _, r := range s.roomsOf(ev.Conference) {
+			s.announceForeign(r, ev.Participant, false)
+		}
+	case focus.ParticipantLeft:
+		if !s.isForeign(ev.Participant) {
+			return
+		}
+		for _, r := range s.roomsOf(ev.Conference) {
+			s.announceForeign(r, ev.Participant, true)
+		}
 	case focus.TrackPublished:
-		r := s.roomOf(ev.Conference.ID())
-		if r == nil {
-			return
-		}
-		owner := s.member(r, string(ev.Participant.ID()))
-		if owner == nil {
-			return
-		}
-		s.broadcast(r, owner, true)
-		for _, o := range s.members(r) {
-			if o != owner {
-				o.do(func() { o.trackAdded(ev.Track) })
+		for _, r := range s.roomsOf(ev.Conference) {
+			if owner := s.member(r, string(ev.Participant.ID())); owner != nil {
+				s.broadcast(r, owner, true)
+			} else if s.isForeign(ev.Participant) {
+				s.announceForeign(r, ev.Participant, false)
+			} else {
+				continue
+			}
+			for _, o := range s.members(r) {
+				if o.part != ev.Participant {
+					o.do(func() { o.trackAdded(ev.Track) })
+				}
 			}
 		}
 	case focus.TrackUnpublished:
-		r := s.roomOf(ev.Conference.ID())
-		if r == nil {
-			return
-		}
-		if owner := s.member(r, string(ev.Participant.ID())); owner != nil {
-			owner.trackRemoved(ev.Track)
-		}
-		for _, o := range s.members(r) {
-			if string(o.sid) != string(ev.Participant.ID()) {
-				o.do(func() { o.trackGone(ev.Track) })
+		for _, r := range s.roomsOf(ev.Conference) {
+			if owner := s.member(r, string(ev.Participant.ID())); owner != nil {
+				owner.trackRemoved(ev.Track)
+			} else if s.isForeign(ev.Participant) {
+				s.announceForeign(r, ev.Participant, false)
+			}
+			for _, o := range s.members(r) {
+				if o.part != ev.Participant {
+					o.do(func() { o.trackGone(ev.Track) })
+				}
 			}
 		}
 	case focus.DemandChanged:
-		r := s.roomOf(ev.Conference.ID())
-		if r == nil {
-			return
-		}
-		if owner := s.member(r, string(ev.Track.Owner().ID())); owner != nil {
-			owner.demandChanged(ev.Track, ev.Wanted)
+		for _, r := range s.roomsOf(ev.Conference) {
+			if owner := s.member(r, string(ev.Track.Owner().ID())); owner != nil {
+				owner.demandChanged(ev.Track, ev.Wanted)
+			}
 		}
 	}
 }
