@@ -19,6 +19,10 @@ const confPrefix = "lk:"
 // conferenceID is the core's key for a LiveKit room.
 func conferenceID(room string) focus.ConferenceID { return focus.ConferenceID(confPrefix + room) }
 
+// ConferenceID is the core's name for the LiveKit room: what
+// focus.SFU.Alias takes to share the room with another front-end.
+func ConferenceID(room string) focus.ConferenceID { return conferenceID(room) }
+
 // room is a LiveKit room: the participants of one core conference, as
 // LiveKit clients see them. It lives while it has participants.
 type room struct {

@@ -123,6 +123,9 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
+	if err := shareRooms(s.sfu, cfg.SharedRooms, cfg.LiveKit.Enabled, log); err != nil {
+		return nil, err
+	}
 
 	httpLog := log.With().Str("component", "http").Logger()
 	s.main.srv = newHTTPServer(s.mainRoutes(), httpLog)

@@ -62,6 +62,10 @@ type Server struct {
 // Conference namespace of WHIP rooms in the core.
 const confPrefix = "whip:"
 
+// ConferenceID is the core's name for the WHIP/WHEP room: what
+// focus.SFU.Alias takes to share the room with another front-end.
+func ConferenceID(room string) focus.ConferenceID { return focus.ConferenceID(confPrefix + room) }
+
 // New returns a WHIP/WHEP server.
 func New(opts Options) (*Server, error) {
 	if opts.Engine == nil || opts.SFU == nil {
