@@ -42,13 +42,24 @@ type lkEnv struct {
 // livekit section further.
 func startLiveKit(t *testing.T, mod func(*config.LiveKit)) *lkEnv {
 	t.Helper()
+	return startLiveKitConfig(t, func(c *config.Config) {
+		if mod != nil {
+			mod(&c.LiveKit)
+		}
+	})
+}
+
+// startLiveKitConfig is startLiveKit with mod changing the whole
+// configuration.
+func startLiveKitConfig(t *testing.T, mod func(*config.Config)) *lkEnv {
+	t.Helper()
 	f := focustest.Start(t, func(c *config.Config) {
 		c.LiveKit.Enabled = true
 		c.LiveKit.APIKey = lkAPIKey
 		c.LiveKit.APISecret = lkAPISecret
 		c.LiveKit.FullAccessHomeservers = []string{"*"}
 		if mod != nil {
-			mod(&c.LiveKit)
+			mod(c)
 		}
 	})
 	return &lkEnv{focus: f, wsURL: "ws" + strings.TrimPrefix(f.URL, "http")}
