@@ -70,11 +70,15 @@ func TestOperatorFlowWithDendrite(t *testing.T) {
 		t.Fatalf("printed keys %q, want enabled, homeserver_url and registration", keys)
 	}
 	var edited []string
+	section := ""
 	for _, l := range strings.Split(cfgText, "\n") {
+		if l != "" && l[0] != ' ' && l[0] != '#' {
+			section, _, _ = strings.Cut(l, ":")
+		}
 		name, _, _ := strings.Cut(strings.TrimSpace(l), ":")
 		replaced := false
 		for _, k := range keys {
-			if kn, _, _ := strings.Cut(strings.TrimSpace(k), ":"); strings.HasPrefix(l, "  ") && kn == name {
+			if kn, _, _ := strings.Cut(strings.TrimSpace(k), ":"); section == "matrix" && strings.HasPrefix(l, "  ") && kn == name {
 				edited = append(edited, k)
 				replaced = true
 			}
