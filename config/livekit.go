@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -127,21 +126,11 @@ func (l LiveKit) validate(listen string) error {
 // http or https, with a host and optionally a path (a reverse proxy's
 // prefix), without credentials, query or fragment.
 func checkLiveKitURL(key, s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.User != nil ||
-		(u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
-		return errorf(key, fmt.Sprintf("%q is not a ws://, wss://, http:// or https:// URL", s))
+	if err := checkURL(key, s, "a ws://, wss://, http:// or https:// URL", "ws", "wss", "http", "https"); err != nil {
+		return err
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
+	if u, _ := url.Parse(s); u.RawQuery != "" || u.Fragment != "" {
 		return errorf(key, fmt.Sprintf("%q: the URL has no query or fragment", s))
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return errorf(key, fmt.Sprintf("%q: port %q is not a number in 1-65535", s, p))
-		}
-	}
-	if !validHost(u.Hostname()) {
-		return errorf(key, fmt.Sprintf("%q: %q is not a host name or IP address", s, u.Hostname()))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -212,9 +213,15 @@ func checkHomeserverURL(key, s string) error {
 }
 
 func checkHTTPURL(key, s string) error {
+	return checkURL(key, s, "an http:// or https:// URL", "http", "https")
+}
+
+// checkURL accepts an absolute URL with one of schemes, a valid host and
+// port, and no credentials; what names the schemes for the error.
+func checkURL(key, s, what string, schemes ...string) error {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return errorf(key, fmt.Sprintf("%q is not an http:// or https:// URL", s))
+	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.User != nil {
+		return errorf(key, fmt.Sprintf("%q is not %s", s, what))
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
