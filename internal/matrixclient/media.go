@@ -3,7 +3,6 @@ package matrixclient
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -130,72 +129,22 @@ func (cl *call) startSending(t *localTrack) {
 	}
 }
 
-// sendVideo writes frames of ceil(VideoPPS/FPS) packets, spaced so that
-// the packet rate is VideoPPS, as testclient's Publisher does.
+// sendVideo sends the synthetic VP8 stream on t.
 func (cl *call) sendVideo(t *localTrack) {
 	o := cl.c.opts.Media
-	perFrame := max(1, (o.VideoPPS+o.FPS/2)/o.FPS)
-	interval := time.Duration(perFrame) * time.Second / time.Duration(o.VideoPPS)
-	tsStep := uint32(interval * 90000 / time.Second)
-	session := rand.Uint32()
-	pkt := &rtp.Packet{Header: rtp.Header{
-		Version: 2, PayloadType: ptVP8, SequenceNumber: uint16(rand.Uint32()), Timestamp: rand.Uint32(),
-	}}
-	var counter uint32
-	var buf []byte
-	var lastKey time.Time
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-cl.ended:
-			return
-		case <-tick.C:
-		}
-		now := time.Now()
-		key := t.keyframeWanted.Swap(false) || now.Sub(lastKey) >= o.KeyframeInterval
-		if key {
-			lastKey = now
-			t.keyframes.Add(1)
-		}
-		for i := range perFrame {
-			buf = testclient.AppendVP8(buf[:0], i == 0, key, o.VideoPacketSize, testclient.Marker{Session: session, Counter: counter, Sent: now})
-			counter++
-			pkt.Marker = i == perFrame-1
-			pkt.Payload = buf
-			_ = t.track.WriteRTP(pkt)
-			t.packets.Add(1)
-			pkt.SequenceNumber++
-		}
-		pkt.Timestamp += tsStep
-	}
-}
-
-// sendAudio writes one 20 ms Opus packet every 20 ms.
-func (cl *call) sendAudio(t *localTrack) {
-	session := rand.Uint32()
-	pkt := &rtp.Packet{Header: rtp.Header{
-		Version: 2, PayloadType: ptOpus, SequenceNumber: uint16(rand.Uint32()), Timestamp: rand.Uint32(), Marker: true,
-	}}
-	var counter uint32
-	var buf []byte
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-cl.ended:
-			return
-		case <-tick.C:
-		}
-		buf = testclient.AppendOpus(buf[:0], cl.c.opts.Media.AudioPacketSize, testclient.Marker{Session: session, Counter: counter, Sent: time.Now()})
-		counter++
-		pkt.Payload = buf
+	pacing := testclient.VideoPacing{PPS: o.VideoPPS, FPS: o.FPS, PacketSize: o.VideoPacketSize, KeyframeInterval: o.KeyframeInterval}
+	testclient.SendVP8(cl.ended, pacing, &t.keyframeWanted, func(time.Time, uint32, bool) { t.keyframes.Add(1) }, func(pkt *rtp.Packet) {
 		_ = t.track.WriteRTP(pkt)
 		t.packets.Add(1)
-		pkt.Marker = false
-		pkt.SequenceNumber++
-		pkt.Timestamp += 960
-	}
+	})
+}
+
+// sendAudio sends the synthetic Opus stream on t.
+func (cl *call) sendAudio(t *localTrack) {
+	testclient.SendOpus(cl.ended, cl.c.opts.Media.AudioPacketSize, func(pkt *rtp.Packet) {
+		_ = t.track.WriteRTP(pkt)
+		t.packets.Add(1)
+	})
 }
 
 // LocalTrack describes a track the client sends.

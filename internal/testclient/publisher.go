@@ -3,7 +3,6 @@ package testclient
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -166,94 +165,34 @@ func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
 	}
 }
 
-// sendVideo writes frames of ceil(VideoPPS/FPS) packets, spaced so that
-// the packet rate is VideoPPS.
+// sendVideo sends the synthetic VP8 stream, logging its keyframes.
 func (p *Publisher) sendVideo() {
 	defer p.wg.Done()
-	perFrame := max(1, (p.opts.VideoPPS+p.opts.FPS/2)/p.opts.FPS)
-	interval := time.Duration(perFrame) * time.Second / time.Duration(p.opts.VideoPPS)
-	tsStep := uint32(interval * 90000 / time.Second)
-
-	session := rand.Uint32()
-	pkt := &rtp.Packet{Header: rtp.Header{
-		Version:        2,
-		PayloadType:    ptVP8,
-		SequenceNumber: uint16(rand.Uint32()),
-		Timestamp:      rand.Uint32(),
-	}}
-	var counter uint32
-	var header, buf []byte
-	lastKey := time.Time{}
-
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick.C:
+	pacing := VideoPacing{PPS: p.opts.VideoPPS, FPS: p.opts.FPS, PacketSize: p.opts.VideoPacketSize, KeyframeInterval: p.opts.KeyframeInterval}
+	SendVP8(p.stop, pacing, &p.keyframeWanted, func(at time.Time, counter uint32, requested bool) {
+		p.keyframesSent.Add(1)
+		p.mu.Lock()
+		if len(p.keyframeAt) < keptKeyframes {
+			p.keyframeAt = append(p.keyframeAt, KeyframeInfo{At: at, Counter: counter, Requested: requested})
 		}
-		now := time.Now()
-		requested := p.keyframeWanted.Swap(false)
-		key := requested || now.Sub(lastKey) >= p.opts.KeyframeInterval
-		if key {
-			lastKey = now
-			p.keyframesSent.Add(1)
-			p.mu.Lock()
-			if len(p.keyframeAt) < keptKeyframes {
-				p.keyframeAt = append(p.keyframeAt, KeyframeInfo{At: now, Counter: counter, Requested: requested})
-			}
-			p.mu.Unlock()
+		p.mu.Unlock()
+	}, func(pkt *rtp.Packet) {
+		if err := p.video.WriteRTP(pkt); err != nil {
+			p.writeErrors.Add(1)
 		}
-		for i := range perFrame {
-			header = vp8Header(header[:0], i == 0, key)
-			buf = appendPayload(buf[:0], header, p.opts.VideoPacketSize, Marker{Session: session, Counter: counter, Sent: now})
-			counter++
-			pkt.Marker = i == perFrame-1
-			pkt.Payload = buf
-			if err := p.video.WriteRTP(pkt); err != nil {
-				p.writeErrors.Add(1)
-			}
-			p.videoSent.Add(1)
-			pkt.SequenceNumber++
-		}
-		pkt.Timestamp += tsStep
-	}
+		p.videoSent.Add(1)
+	})
 }
 
-// sendAudio writes one 20 ms Opus packet every 20 ms.
+// sendAudio sends the synthetic Opus stream.
 func (p *Publisher) sendAudio() {
 	defer p.wg.Done()
-	session := rand.Uint32()
-	pkt := &rtp.Packet{Header: rtp.Header{
-		Version:        2,
-		PayloadType:    ptOpus,
-		SequenceNumber: uint16(rand.Uint32()),
-		Timestamp:      rand.Uint32(),
-		Marker:         true, // first packet of a talk spurt
-	}}
-	var counter uint32
-	var buf []byte
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-tick.C:
-		}
-		buf = AppendOpus(buf[:0], p.opts.AudioPacketSize,
-			Marker{Session: session, Counter: counter, Sent: time.Now()})
-		counter++
-		pkt.Payload = buf
+	SendOpus(p.stop, p.opts.AudioPacketSize, func(pkt *rtp.Packet) {
 		if err := p.audio.WriteRTP(pkt); err != nil {
 			p.writeErrors.Add(1)
 		}
 		p.audioSent.Add(1)
-		pkt.Marker = false
-		pkt.SequenceNumber++
-		pkt.Timestamp += 960
-	}
+	})
 }
 
 // Stats returns what the publisher sent and the feedback it got so far.
