@@ -17,7 +17,7 @@ import (
 // These tests run a real Dendrite (internal/dendrite) and the focus with
 // its Matrix front-end, registered as an appservice, and call it with
 // internal/matrixclient: Matrix users with pion peers that signal as
-// docs/dev/matrix-plan.md describes. Media checks are those of the WHIP
+// docs/matrix.md ("Wire protocol") describes. Media checks are those of the WHIP
 // delivery tests.
 
 // TestMatrixThreePersonCall: three users publish membership and invite
@@ -250,11 +250,7 @@ func TestMatrixLegacyMembershipCandidatesInOffer(t *testing.T) {
 	checkReceived(ctx, t, alice, bobRefs, 100)
 	checkReceived(ctx, t, bob, aliceRefs, 100)
 	checkNoProblems(t, alice, bob)
-	for _, c := range []*matrixclient.Client{alice, bob} {
-		if err := c.Leave(ctx); err != nil {
-			t.Error(err)
-		}
-	}
+	leaveAll(ctx, t, alice, bob)
 }
 
 // TestMatrixGlare: Bob subscribes and, at once, offers a screen share.
@@ -297,11 +293,7 @@ func TestMatrixGlare(t *testing.T) {
 	}
 	checkReceived(ctx, t, alice, refs, 100)
 	checkNoProblems(t, alice, bob)
-	for _, c := range []*matrixclient.Client{alice, bob} {
-		if err := c.Leave(ctx); err != nil {
-			t.Error(err)
-		}
-	}
+	leaveAll(ctx, t, alice, bob)
 }
 
 // TestMatrixReinvite: Alice's client drops its call without a word and
@@ -371,7 +363,13 @@ func TestMatrixReinvite(t *testing.T) {
 		checkDeliveryStream(t, "bob receives alice's new "+r.String(), rt.Stats, 1)
 	}
 	checkNoProblems(t, alice, bob)
-	for _, c := range []*matrixclient.Client{alice, bob} {
+	leaveAll(ctx, t, alice, bob)
+}
+
+// leaveAll makes every client hang up and drop its membership.
+func leaveAll(ctx context.Context, t *testing.T, clients ...*matrixclient.Client) {
+	t.Helper()
+	for _, c := range clients {
 		if err := c.Leave(ctx); err != nil {
 			t.Error(err)
 		}

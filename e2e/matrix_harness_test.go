@@ -246,7 +246,7 @@ func participantsLeft(f *focustest.Focus, conf string) (joined, left int) {
 }
 
 // conferenceKey is the core's key for a Matrix conference
-// (docs/dev/matrix-plan.md).
+// (docs/matrix.md ("Wire protocol")).
 func conferenceKey(room id.RoomID, conf string) string {
 	return "m:" + string(room) + "/" + conf
 }

@@ -156,11 +156,7 @@ func TestMatrixRestart(t *testing.T) {
 		t.Errorf("conference %s after the restart: %d joined, %d left; want 2 and 0", key, joined, left)
 	}
 	checkNoProblems(t, alice, bob)
-	for _, c := range []*matrixclient.Client{alice, bob} {
-		if err := c.Leave(ctx); err != nil {
-			t.Error(err)
-		}
-	}
+	leaveAll(ctx, t, alice, bob)
 }
 
 // receiveEachOther waits until a and b are told of each other's user

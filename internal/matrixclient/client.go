@@ -4,7 +4,7 @@
 // and a pion PeerConnection that sends synthetic VP8 and Opus
 // (internal/testclient's payloads) and checks every track it receives.
 //
-// The wire format is the one in docs/dev/matrix-plan.md. The client
+// The wire format is the one in docs/matrix.md ("Wire protocol"). The client
 // records every message it sends and receives (Messages) and every
 // departure from that format it notices in the focus's messages
 // (Problems), so that a failing test can say what went over the wire.

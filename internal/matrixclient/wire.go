@@ -9,7 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// The client writes and reads the wire format of docs/dev/matrix-plan.md
+// The client writes and reads the wire format of docs/matrix.md ("Wire protocol")
 // with its own types rather than the focus's (matrix/, metadata/): a test
 // client that shared the server's structs would agree with the server's
 // mistakes.
