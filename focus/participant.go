@@ -19,6 +19,7 @@ type Participant struct {
 	tracks []*UpTrack
 	downs  map[*DownTrack]struct{}
 	left   bool
+	bwe    BandwidthEstimator
 }
 
 func newParticipant(c *Conference, info ParticipantInfo) *Participant {
