@@ -16,6 +16,10 @@ type Binding struct {
 	Extensions  []HeaderExtension // with the subscriber's IDs
 	Writer      RTPWriter
 	RTCP        RTCPWriter // sender reports go here; may be nil
+	// RTXSSRC and RTXPayloadType are the retransmission stream (RFC 4588)
+	// negotiated with the subscriber; zero when it was not.
+	RTXSSRC        uint32
+	RTXPayloadType uint8
 }
 
 // DownTrack is one track sent to one subscriber. It keeps the

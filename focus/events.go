@@ -33,8 +33,12 @@ type TrackUnpublished struct {
 	Track       *UpTrack
 }
 
-// DemandChanged is raised when the set of layers anyone wants from a
-// track changes. Wanted[i] reports whether layer i has any subscriber.
+// DemandChanged is raised when the set of layers anyone may need from a
+// track changes, so that the publisher can stop sending the others.
+// Wanted[i] reports whether layer i is needed: every layer up to the
+// highest that a subscriber wants is, so that subscribers short of
+// bandwidth have lower layers to fall back to. All false means nobody
+// watches the track (see Options.KeepUnwatched).
 type DemandChanged struct {
 	Conference *Conference
 	Track      *UpTrack
@@ -46,3 +50,31 @@ func (ParticipantLeft) event()   {}
 func (TrackPublished) event()    {}
 func (TrackUnpublished) event()  {}
 func (DemandChanged) event()     {}
+
+// Speaker is one active speaker.
+type Speaker struct {
+	Participant *Participant
+	Track       *UpTrack
+	Level       float64 // smoothed audio level, 0 (silence) to 1 (loudest)
+}
+
+// SpeakersChanged is raised when the ordered list of a conference's
+// active speakers changes. Speakers are loudest first; an empty list
+// means nobody speaks.
+type SpeakersChanged struct {
+	Conference *Conference
+	Speakers   []Speaker
+}
+
+// SubscriptionPaused is raised when the core stops forwarding a wanted
+// track to a subscriber for lack of bandwidth (Paused), and when it
+// resumes. A front-end tells the subscriber, so that it can show it.
+type SubscriptionPaused struct {
+	Conference *Conference
+	Down       *DownTrack
+	Track      *UpTrack
+	Paused     bool
+}
+
+func (SpeakersChanged) event()    {}
+func (SubscriptionPaused) event() {}
