@@ -13,6 +13,9 @@ type Conference struct {
 	mu           sync.Mutex
 	participants map[ParticipantID]*Participant
 	tracks       []*UpTrack // in publish order
+	speakers     []Speaker
+
+	ctl conferenceControl // owned by the SFU's control loop
 }
 
 func newConference(s *SFU, id ConferenceID) *Conference {

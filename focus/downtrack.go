@@ -7,6 +7,9 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/focus/sequencer"
+	"github.com/focus-sfu/focus/focus/vp8"
 )
 
 // Binding is what a subscriber's connection negotiated for a down track.
@@ -45,27 +48,62 @@ type DownTrack struct {
 	// delivered: after Bind, and after an undelivered switch.
 	awaitKeyframe bool
 	// paused holds forwarding until the subscriber wants the track again.
-	paused  bool
+	paused bool
+	// held holds forwarding by the allocator's decision: short of
+	// bandwidth (heldForBandwidth), or not among the loudest audio.
+	held             bool
+	heldForBandwidth bool
+	// maxLayer and maxSize are the subscriber's caps on the layer.
+	maxLayer int
+	maxSize  Size
+	// maxTID is the highest VP8 temporal layer forwarded; -1 forwards all.
+	maxTID  int
 	ext     extMap
 	munger  rtpMunger
+	vp8     vp8.Munger
 	out     rtp.Header
+	buf     [maxPacket]byte // a payload with a rewritten descriptor
 	packets uint32
 	octets  uint32
+
+	// Retransmission state (video only): what every sent sequence number
+	// was, and the first one sent from the current source track, since
+	// only its packets can be found again.
+	sent     *sequencer.Sequencer
+	srcStart uint16
+	rtx      retransmitter
 }
+
+// maxPacket bounds an RTP packet: the UDP payload on an Ethernet path.
+const maxPacket = 1500
 
 func newDownTrack(p *Participant, kind Kind, codec Codec) *DownTrack {
 	id := "DT_" + randomID()[:16]
-	return &DownTrack{
-		id:    id,
-		sub:   p,
-		kind:  kind,
-		codec: codec,
-		log:   p.log.With().Str("downtrack", id).Logger(),
-		out: rtp.Header{
-			Version:    2,
-			CSRC:       make([]uint32, 0, 15),
-			Extensions: make([]rtp.Extension, 0, maxExtensions),
-		},
+	d := &DownTrack{
+		id:       id,
+		sub:      p,
+		kind:     kind,
+		codec:    codec,
+		log:      p.log.With().Str("downtrack", id).Logger(),
+		maxLayer: maxLayers,
+		maxTID:   -1,
+		out:      newHeader(),
+	}
+	if kind == KindVideo {
+		d.sent = sequencer.New(p.conf.sfu.opts.PacketCache)
+		d.rtx.init(p.conf.sfu.now())
+	}
+	return d
+}
+
+// maxLayers bounds the simulcast layers of a track.
+const maxLayers = 8
+
+func newHeader() rtp.Header {
+	return rtp.Header{
+		Version:    2,
+		CSRC:       make([]uint32, 0, 15),
+		Extensions: make([]rtp.Extension, 0, maxExtensions),
 	}
 }
 
@@ -95,29 +133,44 @@ func (d *DownTrack) Source() *UpTrack {
 	return nil
 }
 
-// SetSource makes src the track this down track forwards, at its
-// highest layer. Forwarding moves at src's next keyframe; until then the
-// previous source, if any, goes on. src must have the down track's kind
-// and codec.
+// SetSource makes src the track this down track forwards. Forwarding
+// moves at src's next keyframe; until then the previous source, if any,
+// goes on. The layer is the allocator's choice within the subscriber's
+// caps (SetMaxLayer, SetMaxSize); it starts at the highest the caps
+// allow. src must have the down track's kind and codec.
 func (d *DownTrack) SetSource(src *UpTrack) error {
-	return d.SetSourceLayer(src, len(src.layers)-1)
-}
-
-// SetSourceLayer is SetSource at layer i of src (clamped to the layers
-// src has): a subscriber's choice of simulcast layer. Moving to another
-// layer of the same source is a switch like any other, at the new
-// layer's next keyframe.
-func (d *DownTrack) SetSourceLayer(src *UpTrack, i int) error {
 	if src.info.Kind != d.kind {
 		return ErrKindMismatch
 	}
 	if !mimeEqual(src.info.Codec.MimeType, d.codec.MimeType) {
 		return ErrCodecMismatch
 	}
-	i = max(0, min(i, len(src.layers)-1))
-	l := src.layers[i]
+	d.mu.Lock()
+	i := min(d.maxLayer, len(src.layers)-1)
+	d.mu.Unlock()
+	return d.setTarget(src.layers[i])
+}
 
-	var demand []func()
+// SetMaxLayer caps the layer forwarded to the subscriber: a choice of
+// simulcast quality. It takes effect at the next allocation.
+func (d *DownTrack) SetMaxLayer(i int) {
+	d.mu.Lock()
+	d.maxLayer = max(0, min(i, maxLayers))
+	d.mu.Unlock()
+}
+
+// SetMaxSize caps the layer forwarded to the subscriber by the size it
+// shows the video at: the smallest layer at least that large will do.
+// Zero in both removes the cap.
+func (d *DownTrack) SetMaxSize(width, height uint32) {
+	d.mu.Lock()
+	d.maxSize = Size{Width: width, Height: height}
+	d.mu.Unlock()
+}
+
+// setTarget makes l the layer to forward, from its next keyframe.
+func (d *DownTrack) setTarget(l *layer) error {
+	src := l.up
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -128,28 +181,19 @@ func (d *DownTrack) SetSourceLayer(src *UpTrack, i int) error {
 		d.mu.Unlock()
 		return nil
 	}
-	wanted, changed, err := src.attach(l.index, d)
-	if err != nil {
+	if err := src.attach(l.index, d); err != nil {
 		d.mu.Unlock()
 		return err
 	}
-	if changed {
-		demand = append(demand, func() { src.emitDemand(wanted) })
-	}
 	d.target = l
-	if old != nil {
-		if w, ch := old.up.release(old.index, d, old != d.current); ch {
-			demand = append(demand, func() { old.up.emitDemand(w) })
-		}
+	if old != nil && old != d.current {
+		old.up.detach(old.index, d)
 	}
-	needKeyframe := d.bound && d.current != l
+	needKeyframe := d.bound && d.current != l && !d.paused && !d.held
 	d.mu.Unlock()
 
 	if needKeyframe {
 		src.RequestKeyframe(l.index)
-	}
-	for _, f := range demand {
-		f()
 	}
 	return nil
 }
@@ -186,7 +230,7 @@ func (d *DownTrack) Bind(b Binding) {
 
 // SetPaused stops forwarding to the subscriber, or resumes it from the
 // source's next keyframe, which it asks for. A paused down track keeps
-// its source, binding and demand.
+// its source and binding; its layers are no longer in demand.
 func (d *DownTrack) SetPaused(paused bool) {
 	d.mu.Lock()
 	if d.paused == paused {
@@ -194,21 +238,47 @@ func (d *DownTrack) SetPaused(paused bool) {
 		return
 	}
 	d.paused = paused
-	if !paused {
+	d.resumeLocked()
+}
+
+// resumeLocked ends d.mu's critical section after a change of paused or
+// held: a down track that forwards again starts at a keyframe.
+func (d *DownTrack) resumeLocked() {
+	forwarding := !d.paused && !d.held
+	if forwarding {
 		d.awaitKeyframe = true
 	}
 	l, bound := d.target, d.bound
 	d.mu.Unlock()
-	if !paused && bound && l != nil {
+	if forwarding && bound && l != nil {
 		l.up.RequestKeyframe(l.index)
 	}
 }
 
-// Paused reports whether forwarding is paused.
+// Paused reports whether the subscriber paused forwarding.
 func (d *DownTrack) Paused() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.paused
+}
+
+// PausedForBandwidth reports whether the allocator holds the track back
+// for lack of bandwidth.
+func (d *DownTrack) PausedForBandwidth() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.heldForBandwidth
+}
+
+// Layer returns the index of the layer being forwarded or switched to,
+// or -1.
+func (d *DownTrack) Layer() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.target == nil {
+		return -1
+	}
+	return d.target.index
 }
 
 // Unbind detaches the down track from its sender.
@@ -220,30 +290,49 @@ func (d *DownTrack) Unbind() {
 }
 
 // forward rewrites one packet from layer l for this subscriber and writes
-// it. It runs on l's read loop and allocates nothing.
+// it. It runs on l's read loop and allocates nothing. desc is the
+// packet's VP8 descriptor, nil for other codecs.
 //
 // A subscriber starts, and moves to a new source, only at a keyframe
 // that is actually delivered: pion drops packets written before the
 // connection's SRTP is ready and says so only by writing zero bytes. When
 // that happens the switch is undone and another keyframe is asked for.
-func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, keyframe bool, now time.Time) {
+func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, desc *vp8.Descriptor, keyframe bool, now time.Time) {
 	d.mu.Lock()
-	if !d.bound || d.paused {
+	if !d.bound || d.paused || d.held {
 		d.mu.Unlock()
 		return
 	}
 	switching := d.awaitKeyframe || l != d.current
 	var saved rtpMunger
+	var savedVP8 vp8.Munger
 	if switching {
 		if l != d.target || !keyframe {
 			d.mu.Unlock()
 			return
 		}
-		saved = d.munger
+		saved, savedVP8 = d.munger, d.vp8
 		d.switchTo(l, h, now)
+		if desc != nil {
+			d.vp8.SwitchSource(desc)
+		}
+	}
+	var od vp8.Descriptor
+	if desc != nil {
+		drop, rewritten := d.vp8.Rewrite(desc, d.maxTID, &od)
+		if drop {
+			d.munger.drop(h.SequenceNumber)
+			d.mu.Unlock()
+			return
+		}
+		if rewritten {
+			payload = d.rewriteDescriptor(&od, desc, payload)
+		} else {
+			od = *desc
+		}
 	}
 	seq, ts, ok := d.munger.rewrite(h.SequenceNumber, h.Timestamp, now)
-	if !ok {
+	if !ok || payload == nil {
 		d.mu.Unlock()
 		return
 	}
@@ -267,8 +356,15 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, keyframe bo
 		if switching {
 			d.awaitKeyframe = false
 		}
+		if d.sent != nil {
+			e := sequencer.Entry{Layer: int8(l.index), SourceSeq: h.SequenceNumber, Timestamp: ts, Marker: h.Marker}
+			if desc != nil {
+				e.VP8, e.PictureID, e.TL0PICIDX, e.KEYIDX = true, od.PictureID, od.TL0PICIDX, od.KEYIDX
+			}
+			d.sent.Push(seq, e, now)
+		}
 	} else if switching {
-		d.munger = saved
+		d.munger, d.vp8 = saved, savedVP8
 		d.awaitKeyframe = true
 	}
 	d.mu.Unlock()
@@ -277,9 +373,36 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, keyframe bo
 	}
 }
 
+// rewriteDescriptor returns payload with its VP8 descriptor in replaced
+// by out, in the down track's buffer; nil if it does not fit.
+func (d *DownTrack) rewriteDescriptor(out, in *vp8.Descriptor, payload []byte) []byte {
+	n, err := out.MarshalTo(d.buf[:])
+	body := payload[in.Size:]
+	if err != nil || n+len(body) > len(d.buf) {
+		return nil
+	}
+	return d.buf[:n+copy(d.buf[n:], body)]
+}
+
+// skip accounts for a packet of l that is not forwarded (padding), so
+// that the subscriber's sequence numbers show no gap.
+func (d *DownTrack) skip(l *layer, seq uint16) {
+	d.mu.Lock()
+	if d.current == l && !d.awaitKeyframe && d.munger.started {
+		d.munger.drop(seq)
+	}
+	d.mu.Unlock()
+}
+
 // switchTo makes l the current layer, at one of its keyframes.
 func (d *DownTrack) switchTo(l *layer, h *rtp.Header, now time.Time) {
 	prev := d.current
+	if prev == nil || prev.up != l.up {
+		d.srcStart = d.munger.lastOutSeq + 1
+		if !d.munger.started {
+			d.srcStart = h.SequenceNumber
+		}
+	}
 	d.current = l
 	d.ext = buildExtMap(l.up.info.Extensions, d.b.Extensions)
 	d.munger.switchSource(h.SequenceNumber, h.Timestamp, now, d.codec.ClockRate)
@@ -312,10 +435,11 @@ func (d *DownTrack) senderReport(l *layer, sr *rtcp.SenderReport) {
 
 // HandleRTCP takes RTCP the subscriber sent about this track. Picture
 // loss and full intra requests become a rate-limited keyframe request to
-// the publisher.
+// the publisher; negative acknowledgements are answered from the
+// source layer's packet cache.
 func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 	for _, p := range pkts {
-		switch p.(type) {
+		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.mu.Lock()
 			l := d.current
@@ -326,6 +450,8 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 			if l != nil {
 				l.up.RequestKeyframe(l.index)
 			}
+		case *rtcp.TransportLayerNack:
+			d.retransmit(p.Nacks)
 		}
 	}
 }
@@ -341,18 +467,12 @@ func (d *DownTrack) Close() {
 	d.bound = false
 	cur, tgt := d.current, d.target
 	d.current, d.target = nil, nil
-	var demand func()
 	if tgt != nil {
-		if w, ch := tgt.up.release(tgt.index, d, true); ch {
-			demand = func() { tgt.up.emitDemand(w) }
-		}
+		tgt.up.detach(tgt.index, d)
 	}
 	if cur != nil && cur != tgt {
 		cur.up.detach(cur.index, d)
 	}
 	d.mu.Unlock()
 	d.sub.removeDown(d)
-	if demand != nil {
-		demand()
-	}
 }

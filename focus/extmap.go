@@ -14,6 +14,10 @@ var connectionExtensions = map[string]bool{
 
 const maxExtensions = 16
 
+// audioLevelURI is the RFC 6464 audio level extension, which the core
+// reads for speaker detection (and forwards).
+const audioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
 // extMap maps a publisher's extension IDs to a subscriber's. It is a
 // fixed-size value so that rebuilding it at a source switch allocates
 // nothing.

@@ -93,8 +93,8 @@ func (r *rtpRecorder) packets() []rtp.Packet {
 }
 
 var (
-	vp8  = Codec{MimeType: "video/VP8", ClockRate: 90000}
-	opus = Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}
+	vp8Codec = Codec{MimeType: "video/VP8", ClockRate: 90000}
+	opus     = Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}
 )
 
 const (

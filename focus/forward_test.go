@@ -10,7 +10,7 @@ import (
 )
 
 func TestForwardStartsAtKeyframeAndRewrites(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	_, w, _ := f.subscriber(t, f.up, nil)
 
 	seq, ts := uint16(65530), uint32(1000)
@@ -72,7 +72,7 @@ func TestAudioForwardsAtOnce(t *testing.T) {
 }
 
 func TestKeyframeBurstCostsOneRequest(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	// The publisher's SSRC is known once a packet has arrived.
 	if err := f.up.HandleRTP(0, packet(t, 0x1234, 1, 0, vp8Payload(false), nil)); err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestKeyframeBurstCostsOneRequest(t *testing.T) {
 }
 
 func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	d, w, _ := f.subscriber(t, f.up, nil)
 	for i := 0; i < 5; i++ {
 		if err := f.up.HandleRTP(0, packet(t, 0xaaaa, uint16(100+i), uint32(9000+i*3000), vp8Payload(i == 0), nil)); err != nil {
@@ -136,7 +136,7 @@ func TestSourceSwitchKeepsStreamContinuous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up2, err := pub2.Publish(TrackInfo{Kind: KindVideo, Codec: vp8}, &rtcpRecorder{})
+	up2, err := pub2.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec}, &rtcpRecorder{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestSenderReportTranslated(t *testing.T) {
 }
 
 func TestPublisherLeaveEndsSubscriptions(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	d, _, _ := f.subscriber(t, f.up, nil)
 	if f.up.Subscribers() != 1 {
 		t.Fatal("subscriber not attached")
@@ -244,7 +244,8 @@ func TestPublisherLeaveEndsSubscriptions(t *testing.T) {
 }
 
 func TestEventsAndDemand(t *testing.T) {
-	s := New(Options{})
+	clock := newFakeClock()
+	s := New(Options{Now: clock.Now})
 	var got []string
 	cancel := s.OnEvent(func(ev Event) {
 		switch e := ev.(type) {
@@ -260,16 +261,24 @@ func TestEventsAndDemand(t *testing.T) {
 			}
 		}
 	})
+	control := func() {
+		clock.Advance(controlInterval)
+		s.control(clock.Now())
+	}
 	p, _ := s.Join("c", ParticipantInfo{})
-	up, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8}, nil)
+	up, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec}, nil)
+	control() // nobody watches: the publisher may stop
 	q, _ := s.Join("c", ParticipantInfo{})
 	d1, _ := q.Subscribe(up)
 	d2, _ := q.Subscribe(up)
+	control()
 	d1.Close()
+	control() // d2 still watches
 	d2.Close()
+	control()
 	cancel()
 	_, _ = s.Join("c", ParticipantInfo{})
-	want := []string{"joined", "published", "joined", "wanted", "unwanted"}
+	want := []string{"joined", "published", "unwanted", "joined", "wanted", "unwanted"}
 	if len(got) != len(want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
@@ -277,6 +286,26 @@ func TestEventsAndDemand(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("events %v, want %v", got, want)
 		}
+	}
+}
+
+// KeepUnwatched keeps the lowest layer of an unwatched track in demand.
+func TestKeepUnwatched(t *testing.T) {
+	clock := newFakeClock()
+	s := New(Options{Now: clock.Now, KeepUnwatched: func(*UpTrack) bool { return true }})
+	var wanted [][]bool
+	s.OnEvent(func(ev Event) {
+		if e, ok := ev.(DemandChanged); ok {
+			wanted = append(wanted, e.Wanted)
+		}
+	})
+	p, _ := s.Join("c", ParticipantInfo{})
+	if _, err := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Layers: []string{"q", "h", "f"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.control(clock.Now())
+	if len(wanted) != 1 || !wanted[0][0] || wanted[0][1] || wanted[0][2] {
+		t.Fatalf("demand %v, want only the lowest layer", wanted)
 	}
 }
 
@@ -309,7 +338,7 @@ func TestLimits(t *testing.T) {
 }
 
 func TestMalformedPacketIsAnError(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	for _, b := range [][]byte{nil, {0x80}, {0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}} {
 		if err := f.up.HandleRTP(0, b); err == nil {
 			t.Fatalf("HandleRTP(%x) accepted a malformed packet", b)
@@ -367,7 +396,7 @@ func TestForwardingAllocatesNothing(t *testing.T) {
 func benchSetup(tb testing.TB, n int, up, down []HeaderExtension) (*UpTrack, [][]byte) {
 	s := New(Options{})
 	p, _ := s.Join("bench", ParticipantInfo{})
-	t, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8, Extensions: up}, nil)
+	t, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Extensions: up}, nil)
 	for i := 0; i < n; i++ {
 		q, _ := s.Join("bench", ParticipantInfo{})
 		d, _ := q.Subscribe(t)
@@ -429,7 +458,7 @@ func (w *notReadyWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 }
 
 func TestUndeliveredKeyframeDoesNotStartSubscriber(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	p, _ := f.sfu.Join("c", ParticipantInfo{})
 	d, _ := p.Subscribe(f.up)
 	w := &notReadyWriter{}

@@ -9,15 +9,15 @@ func TestKeyframeDetection(t *testing.T) {
 		in   []byte
 		want bool
 	}{
-		{"vp8 key", isVP8Keyframe, []byte{0x10, 0x00}, true},
-		{"vp8 inter", isVP8Keyframe, []byte{0x10, 0x01}, false},
-		{"vp8 not start", isVP8Keyframe, []byte{0x00, 0x00}, false},
-		{"vp8 partition 1", isVP8Keyframe, []byte{0x11, 0x00}, false},
-		{"vp8 ext 7-bit picture id", isVP8Keyframe, []byte{0x90, 0x80, 0x05, 0x00}, true},
-		{"vp8 ext 15-bit picture id + tl0 + tid", isVP8Keyframe, []byte{0x90, 0xe0, 0x81, 0x02, 0x07, 0x40, 0x00}, true},
-		{"vp8 ext inter", isVP8Keyframe, []byte{0x90, 0xe0, 0x81, 0x02, 0x07, 0x40, 0x01}, false},
-		{"vp8 truncated", isVP8Keyframe, []byte{0x90, 0xe0, 0x81}, false},
-		{"vp8 empty", isVP8Keyframe, nil, false},
+		{"vp8Codec key", isVP8Keyframe, []byte{0x10, 0x00}, true},
+		{"vp8Codec inter", isVP8Keyframe, []byte{0x10, 0x01}, false},
+		{"vp8Codec not start", isVP8Keyframe, []byte{0x00, 0x00}, false},
+		{"vp8Codec partition 1", isVP8Keyframe, []byte{0x11, 0x00}, false},
+		{"vp8Codec ext 7-bit picture id", isVP8Keyframe, []byte{0x90, 0x80, 0x05, 0x00}, true},
+		{"vp8Codec ext 15-bit picture id + tl0 + tid", isVP8Keyframe, []byte{0x90, 0xe0, 0x81, 0x02, 0x07, 0x40, 0x00}, true},
+		{"vp8Codec ext inter", isVP8Keyframe, []byte{0x90, 0xe0, 0x81, 0x02, 0x07, 0x40, 0x01}, false},
+		{"vp8Codec truncated", isVP8Keyframe, []byte{0x90, 0xe0, 0x81}, false},
+		{"vp8Codec empty", isVP8Keyframe, nil, false},
 		{"vp9 key start", isVP9Keyframe, []byte{0x08}, true},
 		{"vp9 predicted", isVP9Keyframe, []byte{0x48}, false},
 		{"vp9 not start", isVP9Keyframe, []byte{0x00}, false},
@@ -77,7 +77,7 @@ func FuzzHandleRTP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := New(Options{})
 		p, _ := s.Join("f", ParticipantInfo{})
-		tr, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8, Extensions: up}, nil)
+		tr, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Extensions: up}, nil)
 		q, _ := s.Join("f", ParticipantInfo{})
 		d, _ := q.Subscribe(tr)
 		d.Bind(Binding{SSRC: 1, PayloadType: 96, Extensions: down, Writer: &discardWriter{}})

@@ -9,7 +9,7 @@ import (
 // to the layer it picks at that layer's keyframe, and pausing stops it
 // until a keyframe after the resume.
 func TestLayerChoiceAndPause(t *testing.T) {
-	f := newFixture(t, vp8, KindVideo, nil)
+	f := newFixture(t, vp8Codec, KindVideo, nil)
 	pub, err := f.sfu.Join("c", ParticipantInfo{Identity: "simulcast"})
 	if err != nil {
 		t.Fatal(err)
@@ -21,7 +21,7 @@ func TestLayerChoiceAndPause(t *testing.T) {
 		}
 	})
 	rec := &rtcpRecorder{}
-	up, err := pub.Publish(TrackInfo{Kind: KindVideo, Codec: vp8, Layers: []string{"q", "h", "f"}}, rec)
+	up, err := pub.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Layers: []string{"q", "h", "f"}}, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,9 +50,8 @@ func TestLayerChoiceAndPause(t *testing.T) {
 	if last() != 2 || count() != 1 {
 		t.Fatalf("forwarding layer %d (%d packets), want layer 2 only", last(), count())
 	}
-	if err := d.SetSourceLayer(up, 0); err != nil {
-		t.Fatal(err)
-	}
+	d.SetMaxLayer(0)
+	f.sfu.control(f.clock.Now())
 	send(false)
 	if last() != 2 {
 		t.Fatal("left the old layer before the new one's keyframe")
@@ -69,9 +68,8 @@ func TestLayerChoiceAndPause(t *testing.T) {
 	if got := demand[len(demand)-1]; !got[0] || got[2] {
 		t.Errorf("demand %v after choosing layer 0", got)
 	}
-	if err := d.SetSourceLayer(up, 7); err != nil { // clamped to the top
-		t.Fatal(err)
-	}
+	d.SetMaxLayer(7) // clamped to the top
+	f.sfu.control(f.clock.Now())
 	send(true)
 	if last() != 2 {
 		t.Fatalf("forwarding layer %d, want the clamped 2", last())

@@ -20,6 +20,8 @@ type Participant struct {
 	downs  map[*DownTrack]struct{}
 	left   bool
 	bwe    BandwidthEstimator
+
+	alloc allocation // owned by the SFU's control loop
 }
 
 func newParticipant(c *Conference, info ParticipantInfo) *Participant {

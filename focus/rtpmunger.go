@@ -55,3 +55,13 @@ func (m *rtpMunger) rewrite(seq uint16, ts uint32, now time.Time) (uint16, uint3
 	}
 	return outSeq, outTS, true
 }
+
+// drop skips input seq, a packet of the current source that is not
+// forwarded, so that the output sequence shows no gap. A packet that
+// arrives out of order across a drop is mapped with the newer offset.
+func (m *rtpMunger) drop(seq uint16) {
+	if int16(seq-m.highestIn) > 0 {
+		m.highestIn = seq
+		m.seqOffset--
+	}
+}

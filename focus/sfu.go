@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/focus/speaker"
 )
 
 // Options configure an SFU.
@@ -20,8 +22,24 @@ type Options struct {
 	// KeyframeInterval is the minimum spacing of keyframe requests sent to
 	// one publisher layer. Zero means 500 ms.
 	KeyframeInterval time.Duration
-	// Now is the clock; nil means time.Now. Tests inject their own.
+	// Now is the clock; nil means time.Now. Tests inject their own, and
+	// with it the control loop does not run by itself: they call control.
 	Now func() time.Time
+	// PacketCache is the number of packets kept for retransmission per
+	// published video layer (and remembered per video subscription).
+	// Zero means 512: over a second of video at 400 packets a second.
+	PacketCache int
+	// Speakers tunes active-speaker detection.
+	Speakers speaker.Options
+	// MaxAudioForwarded forwards only the loudest N audio tracks of a
+	// conference to each subscriber; zero forwards all.
+	MaxAudioForwarded int
+	// KeepUnwatched decides, for a video track that nobody watches,
+	// whether its publisher keeps sending its lowest layer (true), so a
+	// new subscriber starts at once, or is told to stop sending (false,
+	// and when nil), which saves a mobile or bandwidth-limited
+	// publisher's uplink.
+	KeepUnwatched func(*UpTrack) bool
 }
 
 // SFU is the registry of conferences and the source of events.
@@ -39,6 +57,10 @@ type SFU struct {
 
 	handlersMu sync.Mutex
 	handlers   atomic.Pointer[[]*handler]
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	loop     sync.WaitGroup
 }
 
 type handler struct{ fn func(Event) }
@@ -47,6 +69,9 @@ type handler struct{ fn func(Event) }
 func New(opts Options) *SFU {
 	if opts.KeyframeInterval <= 0 {
 		opts.KeyframeInterval = 500 * time.Millisecond
+	}
+	if opts.PacketCache <= 0 {
+		opts.PacketCache = 512
 	}
 	now := opts.Now
 	if now == nil {
@@ -57,8 +82,16 @@ func New(opts Options) *SFU {
 		log:         opts.Log,
 		now:         now,
 		conferences: make(map[ConferenceID]*Conference),
+		stop:        make(chan struct{}),
 	}
 	s.handlers.Store(&[]*handler{})
+	if opts.Now == nil {
+		s.loop.Add(1)
+		go func() {
+			defer s.loop.Done()
+			s.run(s.stop)
+		}()
+	}
 	return s
 }
 
@@ -191,6 +224,8 @@ func (s *SFU) Close() {
 	for _, p := range all {
 		p.Leave()
 	}
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.loop.Wait()
 }
 
 func randomID() string {

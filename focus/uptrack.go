@@ -9,6 +9,10 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/focus/packetcache"
+	"github.com/focus-sfu/focus/focus/speaker"
+	"github.com/focus-sfu/focus/focus/vp8"
 )
 
 // UpTrack is one published track. Packets enter the core here and fan
@@ -21,6 +25,18 @@ type UpTrack struct {
 	keyframe keyframeFunc
 	started  time.Time
 	layers   []*layer
+	isVP8    bool
+	// levelID is the publisher's ID of the RFC 6464 audio-level
+	// extension, 0 when not negotiated; meter accumulates the levels.
+	levelID uint8
+	meter   speaker.Meter
+	muted   atomic.Bool
+	sizes   atomic.Pointer[[]Size] // declared layer sizes, lowest first
+
+	// ctl is owned by the SFU's control loop.
+	ctl struct {
+		wanted []bool // demand last announced
+	}
 
 	mu     sync.Mutex // guards the subscriber lists' writers and closed
 	closed bool
@@ -40,16 +56,33 @@ type layer struct {
 
 	// downs is the subscriber list, replaced whole on every change so the
 	// read loop can walk it without a lock.
-	downs  atomic.Pointer[[]*DownTrack]
-	wanted int // down tracks that chose this layer; guarded by up.mu
+	downs atomic.Pointer[[]*DownTrack]
 
-	hdr      rtp.Header // owned by the layer's read loop
+	hdr      rtp.Header     // owned by the layer's read loop
+	desc     vp8.Descriptor // owned by the layer's read loop
 	ssrc     atomic.Uint32
 	packets  atomic.Uint64
 	bytes    atomic.Uint64
 	lastSeen atomic.Int64 // unix nanoseconds
 	kf       keyframer
+	// cache keeps the layer's recent packets for retransmission to
+	// subscribers; nil for audio.
+	cache *packetcache.Cache
+	// size is the frame size seen in the last VP8 keyframe, width<<16|height.
+	size atomic.Uint32
+	// tidBytes counts bytes per VP8 temporal layer (TID 0-3), so the
+	// allocator knows what dropping upper temporal layers saves.
+	tidBytes [maxTemporal]atomic.Uint64
+
+	// rate is owned by the SFU's control loop.
+	rate layerRate
 }
+
+// maxTemporal is the number of VP8 temporal layers tracked.
+const maxTemporal = 4
+
+// Size is a video frame size in pixels.
+type Size struct{ Width, Height uint32 }
 
 func newUpTrack(p *Participant, info TrackInfo, upstream RTCPWriter) *UpTrack {
 	s := p.conf.sfu
@@ -65,14 +98,30 @@ func newUpTrack(p *Participant, info TrackInfo, upstream RTCPWriter) *UpTrack {
 	if n == 0 {
 		n = 1
 	}
+	t.isVP8 = info.Kind == KindVideo && mimeEqual(info.Codec.MimeType, "video/VP8")
+	if info.Kind == KindAudio {
+		for _, e := range info.Extensions {
+			if e.URI == audioLevelURI {
+				t.levelID = e.ID
+			}
+		}
+	}
 	for i := 0; i < n; i++ {
 		l := &layer{up: t, index: i}
 		if i < len(info.Layers) {
 			l.rid = info.Layers[i]
 		}
 		l.kf.interval = s.opts.KeyframeInterval
+		if info.Kind == KindVideo {
+			l.cache = packetcache.New(s.opts.PacketCache)
+		}
 		l.downs.Store(&[]*DownTrack{})
 		t.layers = append(t.layers, l)
+	}
+	// A publisher starts out sending every layer.
+	t.ctl.wanted = make([]bool, len(t.layers))
+	for i := range t.ctl.wanted {
+		t.ctl.wanted[i] = true
 	}
 	t.lastAt = t.started
 	return t
@@ -130,23 +179,70 @@ func (t *UpTrack) HandleRTP(i int, buf []byte) error {
 	now := t.owner.conf.sfu.now()
 	if l.ssrc.Load() != l.hdr.SSRC {
 		l.ssrc.Store(l.hdr.SSRC)
+		if l.cache != nil {
+			l.cache.Reset()
+		}
 	}
 	l.packets.Add(1)
 	l.bytes.Add(uint64(len(buf)))
 	l.lastSeen.Store(now.UnixNano())
 
-	keyframe := t.keyframe(payload)
-	if t.info.Kind == KindVideo {
-		if keyframe {
-			l.kf.received()
-		} else if l.kf.pending.Load() && l.kf.tick(now) {
-			t.sendPLI(l)
+	if t.levelID != 0 {
+		if lv, _, ok := speaker.ParseAudioLevel(l.hdr.GetExtension(t.levelID)); ok {
+			t.meter.Observe(lv)
 		}
 	}
+	if t.info.Kind == KindAudio {
+		for _, d := range *l.downs.Load() {
+			d.forward(l, &l.hdr, payload, nil, true, now)
+		}
+		return nil
+	}
+
+	l.cache.Store(l.hdr.SequenceNumber, buf)
+	if isPadding(&l.hdr, payload) {
+		// Padding the publisher sends to probe its own uplink carries
+		// no media; subscribers get their own probes.
+		for _, d := range *l.downs.Load() {
+			d.skip(l, l.hdr.SequenceNumber)
+		}
+		return nil
+	}
+	var desc *vp8.Descriptor
+	var keyframe bool
+	if t.isVP8 {
+		if l.desc.Unmarshal(payload) == nil {
+			desc = &l.desc
+			keyframe = vp8.IsKeyframe(payload, desc)
+			tid := 0
+			if desc.HasTID {
+				tid = int(min(desc.TID, maxTemporal-1))
+			}
+			l.tidBytes[tid].Add(uint64(len(buf)))
+			if keyframe {
+				if w, h, ok := vp8.KeyframeSize(payload, desc); ok {
+					l.size.Store(uint32(w)<<16 | uint32(h))
+				}
+			}
+		}
+	} else {
+		keyframe = t.keyframe(payload)
+	}
+	if keyframe {
+		l.kf.received()
+	} else if l.kf.pending.Load() && l.kf.tick(now) {
+		t.sendPLI(l)
+	}
 	for _, d := range *l.downs.Load() {
-		d.forward(l, &l.hdr, payload, keyframe, now)
+		d.forward(l, &l.hdr, payload, desc, keyframe, now)
 	}
 	return nil
+}
+
+// isPadding reports whether a packet carries only padding (RFC 3550
+// §5.1: the last byte counts the padding bytes).
+func isPadding(h *rtp.Header, payload []byte) bool {
+	return h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) == len(payload)
 }
 
 // HandleRTCP takes RTCP read from the publisher's receiver. Sender
@@ -191,61 +287,56 @@ func (t *UpTrack) sendPLI(l *layer) {
 	}
 }
 
-// attach adds d to layer i's subscribers and counts it as wanting the
-// layer. It reports whether the layer's demand changed.
-func (t *UpTrack) attach(i int, d *DownTrack) (wanted []bool, changed bool, err error) {
+// attach adds d to layer i's subscribers.
+func (t *UpTrack) attach(i int, d *DownTrack) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return nil, false, ErrClosed
+		return ErrClosed
 	}
-	l := t.layers[i]
-	l.add(d)
-	l.wanted++
-	if l.wanted == 1 {
-		return t.wantedLocked(), true, nil
-	}
-	return nil, false, nil
+	t.layers[i].add(d)
+	return nil
 }
 
-// release ends d's want of layer i; remove also takes it off the list.
-func (t *UpTrack) release(i int, d *DownTrack, remove bool) (wanted []bool, changed bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	l := t.layers[i]
-	if remove {
-		l.remove(d)
-	}
-	if t.closed || l.wanted == 0 {
-		return nil, false
-	}
-	l.wanted--
-	if l.wanted == 0 {
-		return t.wantedLocked(), true
-	}
-	return nil, false
-}
-
-// detach takes d off layer i's list without touching demand: d has moved
-// on to another source.
+// detach takes d off layer i's subscribers.
 func (t *UpTrack) detach(i int, d *DownTrack) {
 	t.mu.Lock()
 	t.layers[i].remove(d)
 	t.mu.Unlock()
 }
 
-func (t *UpTrack) wantedLocked() []bool {
-	w := make([]bool, len(t.layers))
-	for i, l := range t.layers {
-		w[i] = l.wanted > 0
-	}
-	return w
+// SetMuted records that the publisher muted the track (or unmuted it). A
+// muted track's silence is not a stall: its subscribers keep their
+// layers for when it comes back.
+func (t *UpTrack) SetMuted(muted bool) { t.muted.Store(muted) }
+
+// Muted reports what SetMuted last recorded.
+func (t *UpTrack) Muted() bool { return t.muted.Load() }
+
+// SetLayerSizes records the frame sizes the publisher declared for its
+// layers, lowest first. Sizes seen in VP8 keyframes take precedence.
+func (t *UpTrack) SetLayerSizes(sizes []Size) {
+	s := append([]Size(nil), sizes...)
+	t.sizes.Store(&s)
 }
 
-func (t *UpTrack) emitDemand(wanted []bool) {
-	c := t.owner.conf
-	c.sfu.emit(DemandChanged{Conference: c, Track: t, Wanted: wanted})
+// LayerSize returns the frame size of layer i: seen in its keyframes,
+// else declared, else zero.
+func (t *UpTrack) LayerSize(i int) Size {
+	if i < 0 || i >= len(t.layers) {
+		return Size{}
+	}
+	if v := t.layers[i].size.Load(); v != 0 {
+		return Size{Width: v >> 16, Height: v & 0xffff}
+	}
+	if s := t.sizes.Load(); s != nil && i < len(*s) {
+		return (*s)[i]
+	}
+	return Size{}
 }
+
+// Layers returns how many simulcast layers the track has.
+func (t *UpTrack) Layers() int { return len(t.layers) }
 
 func (l *layer) add(d *DownTrack) {
 	old := *l.downs.Load()
@@ -326,7 +417,6 @@ func (t *UpTrack) Close() {
 	for _, l := range t.layers {
 		downs = append(downs, *l.downs.Load()...)
 		l.downs.Store(&[]*DownTrack{})
-		l.wanted = 0
 	}
 	t.mu.Unlock()
 

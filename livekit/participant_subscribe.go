@@ -208,10 +208,7 @@ func (p *participant) applySetting(sid string) {
 	if i == s.layer {
 		return
 	}
-	if err := s.down.SetSourceLayer(s.up, i); err != nil {
-		p.log.Debug().Err(err).Str("track", sid).Msg("choose a layer")
-		return
-	}
+	s.down.SetMaxLayer(i)
 	p.log.Debug().Str("track", sid).Str("rid", rids[i]).Uint32("width", st.GetWidth()).Uint32("height", st.GetHeight()).Msg("layer chosen")
 	s.layer = i
 }
