@@ -155,7 +155,10 @@ func (d *DownTrack) apply(dec allocator.Decision, src *UpTrack) (pauseChanged bo
 		d.mu.Unlock()
 		return false
 	}
-	d.maxTID = dec.Temporal
+	d.wantTID = dec.Temporal
+	if tidBelow(dec.Temporal, d.maxTID) {
+		d.maxTID = dec.Temporal // dropping layers needs no sync point
+	}
 	pauseChanged = d.heldForBandwidth != dec.Paused
 	d.heldForBandwidth = dec.Paused
 	held := dec.Layer < 0
@@ -166,6 +169,12 @@ func (d *DownTrack) apply(dec allocator.Decision, src *UpTrack) (pauseChanged bo
 	d.held = held
 	d.resumeLocked()
 	return pauseChanged
+}
+
+// tidBelow reports whether temporal cap a forwards fewer layers than b;
+// -1 forwards all.
+func tidBelow(a, b int) bool {
+	return a >= 0 && (b < 0 || a < b)
 }
 
 // conferenceControl is a conference's state in the control loop.

@@ -57,7 +57,9 @@ type DownTrack struct {
 	maxLayer int
 	maxSize  Size
 	// maxTID is the highest VP8 temporal layer forwarded; -1 forwards all.
+	// A raise waits in wantTID for a frame the decoder can switch up at.
 	maxTID  int
+	wantTID int
 	ext     extMap
 	munger  rtpMunger
 	vp8     vp8.Munger
@@ -87,6 +89,7 @@ func newDownTrack(p *Participant, kind Kind, codec Codec) *DownTrack {
 		log:      p.log.With().Str("downtrack", id).Logger(),
 		maxLayer: maxLayers,
 		maxTID:   -1,
+		wantTID:  -1,
 		out:      newHeader(),
 	}
 	if kind == KindVideo {
@@ -319,6 +322,9 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, desc *vp8.D
 	}
 	var od vp8.Descriptor
 	if desc != nil {
+		if d.wantTID != d.maxTID && (keyframe || desc.Y && desc.S && desc.PID == 0) {
+			d.maxTID = d.wantTID // a layer sync frame: upper layers decode from here
+		}
 		drop, rewritten := d.vp8.Rewrite(desc, d.maxTID, &od)
 		if drop {
 			d.munger.drop(h.SequenceNumber)
