@@ -159,13 +159,17 @@ func (s *Server) newParticipant(c *claims, params connectParams, remote string, 
 }
 
 func (p *participant) setupPeerConnections() error {
-	var err error
-	if p.pub, err = p.s.opts.Engine.NewPeerConnection(); err != nil {
+	pub, err := p.s.opts.Engine.NewPeerConnection()
+	if err != nil {
 		return err
 	}
-	if p.sub, err = p.s.opts.Engine.NewPeerConnection(); err != nil {
+	p.pub = pub.PeerConnection
+	sub, err := p.s.opts.Engine.NewPeerConnection()
+	if err != nil {
 		return err
 	}
+	p.sub = sub.PeerConnection
+	p.part.SetBandwidthEstimator(sub.Estimator())
 	ordered, unordered, none := true, false, uint16(0)
 	if p.subReliable, err = p.sub.CreateDataChannel(reliableLabel, &webrtc.DataChannelInit{Ordered: &ordered}); err != nil {
 		return err

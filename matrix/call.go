@@ -77,11 +77,13 @@ func (f *Focus) newCall(user id.UserID, device id.DeviceID, room id.RoomID, inv 
 	if err != nil {
 		return nil, err
 	}
-	pc, err := f.opts.Engine.NewPeerConnection()
+	peer, err := f.opts.Engine.NewPeerConnection()
 	if err != nil {
 		part.Leave()
 		return nil, err
 	}
+	pc := peer.PeerConnection
+	part.SetBandwidthEstimator(peer.Estimator()) // one connection carries publications and subscriptions
 	c := &call{
 		f:         f,
 		user:      user,

@@ -59,7 +59,7 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 	}
 	defer focusPC.Close()
 	lt := NewLocalTrack(d, "video", "bench", focusPC, zerolog.Nop())
-	connect(b, viewer, focusPC, lt)
+	connect(b, viewer, focusPC.PeerConnection, lt)
 
 	payload := append([]byte{0x10, 0x00, 0x9d, 0x01, 0x2a}, make([]byte, 1000)...)
 	bufs := make([][]byte, 64)

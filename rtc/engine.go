@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/transport/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 )
@@ -39,6 +41,10 @@ type Config struct {
 	// IncludeLoopback advertises loopback candidates even when not bound
 	// to a loopback address (where they are always advertised).
 	IncludeLoopback bool
+	// Net is the network the engine binds and gathers on; nil is the
+	// host's. Tests pass a pion vnet to shape the path (see
+	// internal/vnettest).
+	Net transport.Net
 }
 
 // ICE timeouts: a peer that stops answering is disconnected after 5 s
@@ -52,9 +58,17 @@ const (
 // Engine owns the pion API and the media socket.
 type Engine struct {
 	api  *webrtc.API
-	conn *net.UDPConn
+	conn net.PacketConn
 	mux  ice.UDPMux
 	log  zerolog.Logger
+
+	// newPC serializes NewPeerConnection: the cc interceptor hands the
+	// estimator it builds for a connection to a callback that cannot
+	// tell connections apart (pion's connection IDs are timestamps), so
+	// one connection is built at a time and its estimator taken from
+	// built.
+	newPC sync.Mutex
+	built *estimator
 }
 
 // New binds the media port and builds the pion API.
@@ -80,20 +94,34 @@ func New(cfg Config, log zerolog.Logger) (*Engine, error) {
 	default:
 		network, types = "udp6", []webrtc.NetworkType{webrtc.NetworkTypeUDP6}
 	}
-	conn, err := net.ListenUDP(network, &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
+	var conn net.PacketConn
+	var err error
+	if cfg.Net != nil {
+		conn, err = cfg.Net.ListenUDP(network, &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
+	} else {
+		conn, err = net.ListenUDP(network, &net.UDPAddr{IP: ip, Port: cfg.UDPPort})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rtc: listen udp %s: %w", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.UDPPort)), err)
 	}
 	// Socket buffers sized for a few hundred subscribers' bursts; the
 	// kernel caps them at net.core.[rw]mem_max.
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
+	if b, ok := conn.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		_ = b.SetReadBuffer(4 << 20)
+		_ = b.SetWriteBuffer(4 << 20)
+	}
 
 	logs := newLoggerFactory(log)
 	e := &Engine{conn: conn, log: log}
-	e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logs.NewLogger("udpmux"), UDPConn: conn})
+	e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logs.NewLogger("udpmux"), UDPConn: conn, Net: cfg.Net})
 
 	s := webrtc.SettingEngine{LoggerFactory: logs}
+	if cfg.Net != nil {
+		s.SetNet(cfg.Net)
+	}
 	s.SetICEUDPMux(e.mux)
 	s.SetNetworkTypes(types)
 	s.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepaliveInterval)
@@ -121,7 +149,7 @@ func New(cfg Config, log zerolog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	reg := &interceptor.Registry{}
-	if err := registerInterceptors(m, reg); err != nil {
+	if err := registerInterceptors(m, reg, logs, func(est *estimator) { e.built = est }); err != nil {
 		_ = e.Close()
 		return nil, err
 	}
@@ -130,18 +158,29 @@ func New(cfg Config, log zerolog.Logger) (*Engine, error) {
 	return e, nil
 }
 
-// NewPeerConnection makes a PeerConnection on the shared engine.
-func (e *Engine) NewPeerConnection() (*webrtc.PeerConnection, error) {
+// NewPeerConnection makes a PeerConnection on the shared engine, with
+// its own congestion controller.
+func (e *Engine) NewPeerConnection() (*Peer, error) {
+	e.newPC.Lock()
+	defer e.newPC.Unlock()
+	e.built = nil
 	pc, err := e.api.NewPeerConnection(webrtc.Configuration{SDPSemantics: webrtc.SDPSemanticsUnifiedPlan})
 	if err != nil {
 		return nil, fmt.Errorf("rtc: new peer connection: %w", err)
 	}
-	return pc, nil
+	est := e.built
+	e.built = nil
+	if est == nil {
+		_ = pc.Close()
+		return nil, errors.New("rtc: new peer connection: the congestion controller was not built")
+	}
+	return &Peer{PeerConnection: pc, est: est}, nil
 }
 
 // UDPAddr returns the bound media address.
 func (e *Engine) UDPAddr() *net.UDPAddr {
-	return e.conn.LocalAddr().(*net.UDPAddr)
+	a, _ := e.conn.LocalAddr().(*net.UDPAddr)
+	return a
 }
 
 // Close releases the media port. Close every PeerConnection first.

@@ -4,9 +4,11 @@ import (
 	"fmt"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -33,6 +35,16 @@ var Codecs = []webrtc.RTPCodecParameters{
 	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", RTCPFeedback: videoFeedback}, PayloadType: 123},
 	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032", RTCPFeedback: videoFeedback}, PayloadType: 119},
 	{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, SDPFmtpLine: "level-idx=5;profile=0;tier=0", RTCPFeedback: videoFeedback}, PayloadType: 45},
+}
+
+// rtxPayloadTypes maps each video payload type in Codecs to that of its
+// retransmission format (RFC 4588, "video/rtx" with apt=). The numbers
+// follow Chrome's habit of apt+1 where free. RTX lets a publisher
+// repair loss on a stream of its own (pion unwraps it on receive, so the
+// core sees the original packets), and lets the focus resend to a
+// subscriber without the receiver counting the resend as media.
+var rtxPayloadTypes = map[webrtc.PayloadType]webrtc.PayloadType{
+	96: 97, 98: 99, 100: 101, 102: 103, 127: 126, 125: 124, 123: 122, 119: 118, 45: 46,
 }
 
 // Header extensions forwarded or used by the focus.
@@ -63,6 +75,20 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 		if err := m.RegisterCodec(c, kind); err != nil {
 			return nil, fmt.Errorf("rtc: register codec %s: %w", c.MimeType, err)
 		}
+		if kind != webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		pt, ok := rtxPayloadTypes[c.PayloadType]
+		if !ok {
+			return nil, fmt.Errorf("rtc: codec %s (%d) has no rtx payload type", c.MimeType, c.PayloadType)
+		}
+		rtx := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: fmt.Sprintf("apt=%d", c.PayloadType)},
+			PayloadType:        pt,
+		}
+		if err := m.RegisterCodec(rtx, kind); err != nil {
+			return nil, fmt.Errorf("rtc: register rtx for %s (%d): %w", c.MimeType, c.PayloadType, err)
+		}
 	}
 	for kind, uris := range map[webrtc.RTPCodecType][]string{
 		webrtc.RTPCodecTypeAudio: audioExtensions,
@@ -81,13 +107,20 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 // acts only on the streams of its direction, so one registry serves
 // connections that publish, subscribe, or both:
 //   - from publishers: NACK generation, receiver reports, TWCC feedback;
-//   - to subscribers: the transport-wide sequence number extension.
+//   - to subscribers: the transport-wide sequence number extension, and
+//     congestion control (cc with gcc, one estimator per connection,
+//     handed to built as the connection is made).
+//
+// Order matters: a registry wraps each outgoing packet's writer in the
+// order of registration, so the one added last sees the packet first.
+// The sequence-number extension goes last, so that gcc, which records
+// each packet by its transport-wide number, finds the number set.
 //
 // Left out on purpose: the NACK responder (it copies every outgoing
 // packet per connection), the stats interceptor (it clones headers), and
 // the sender-report generator (the core translates the publisher's own
 // reports, which keeps lip-sync; pion's would stamp forwarding time).
-func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry) error {
+func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, logs logging.LoggerFactory, built func(*estimator)) error {
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return fmt.Errorf("rtc: nack generator: %w", err)
@@ -108,6 +141,16 @@ func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry) erro
 		return fmt.Errorf("rtc: twcc feedback: %w", err)
 	}
 	reg.Add(fb)
+	ccf, err := cc.NewInterceptor(newEstimatorFactory(logs))
+	if err != nil {
+		return fmt.Errorf("rtc: congestion control: %w", err)
+	}
+	ccf.OnNewPeerConnection(func(_ string, b cc.BandwidthEstimator) {
+		if est, ok := b.(*estimator); ok {
+			built(est)
+		}
+	})
+	reg.Add(ccf)
 	ext, err := twcc.NewHeaderExtensionInterceptor()
 	if err != nil {
 		return fmt.Errorf("rtc: twcc extension: %w", err)

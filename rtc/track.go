@@ -3,6 +3,7 @@ package rtc
 import (
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -121,13 +122,19 @@ func (t *LocalTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 	for _, e := range ctx.HeaderExtensions() {
 		exts = append(exts, focus.HeaderExtension{ID: uint8(e.ID), URI: e.URI})
 	}
-	t.down.Bind(focus.Binding{
+	b := focus.Binding{
 		SSRC:        uint32(ctx.SSRC()),
 		PayloadType: uint8(codec.PayloadType),
 		Extensions:  exts,
 		Writer:      ctx.WriteStream(),
 		RTCP:        t.rtcpW,
-	})
+	}
+	if ssrc := ctx.SSRCRetransmission(); ssrc != 0 {
+		if pt, ok := rtxPayloadType(codec.PayloadType, ctx.CodecParameters()); ok {
+			b.RTXSSRC, b.RTXPayloadType = uint32(ssrc), uint8(pt)
+		}
+	}
+	t.down.Bind(b)
 	done := make(chan struct{})
 	t.mu.Lock()
 	t.done = done
@@ -140,11 +147,13 @@ func (t *LocalTrack) readRTCP(r interceptor.RTCPReader, done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := r.Read(buf, interceptor.Attributes{})
+		n, attr, err := r.Read(buf, interceptor.Attributes{})
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
+		// The cc interceptor has parsed the packets already and left
+		// them in attr.
+		pkts, err := attr.GetRTCPPackets(buf[:n])
 		if err != nil {
 			continue
 		}
@@ -209,6 +218,23 @@ func matchCodec(c focus.Codec, offered []webrtc.RTPCodecParameters) (webrtc.RTPC
 		return webrtc.RTPCodecParameters{}, false
 	}
 	return *byMime, true
+}
+
+// rtxPayloadType finds the negotiated retransmission format for media
+// payload type pt: the "video/rtx" codec whose apt= names it.
+func rtxPayloadType(pt webrtc.PayloadType, negotiated []webrtc.RTPCodecParameters) (webrtc.PayloadType, bool) {
+	want := "apt=" + strconv.Itoa(int(pt))
+	for _, c := range negotiated {
+		if !strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
+			continue
+		}
+		for _, p := range strings.Split(c.SDPFmtpLine, ";") {
+			if strings.TrimSpace(p) == want {
+				return c.PayloadType, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func focusCodec(c webrtc.RTPCodecParameters) focus.Codec {

@@ -99,11 +99,15 @@ func (s *Server) newSession(kind sessionKind, room, ip string, pinned focus.Part
 		}
 		return nil, reject(http.StatusInternalServerError, "join: %v", err)
 	}
-	pc, err := s.opts.Engine.NewPeerConnection()
+	peer, err := s.opts.Engine.NewPeerConnection()
 	if err != nil {
 		part.Leave()
 		s.release(room, ip)
 		return nil, reject(http.StatusInternalServerError, "%v", err)
+	}
+	pc := peer.PeerConnection
+	if kind == viewer {
+		part.SetBandwidthEstimator(peer.Estimator())
 	}
 	sess := &session{
 		srv:      s,
