@@ -30,7 +30,11 @@ func (s *Server) serveOffer(w http.ResponseWriter, r *http.Request, kind session
 
 	var pinned focus.ParticipantID
 	var sources []*focus.UpTrack
+	var size focus.Size
 	if kind == viewer {
+		if size, e = viewSize(r.URL.Query()); e != nil {
+			return e
+		}
 		pinned = focus.ParticipantID(r.URL.Query().Get("stream"))
 		sources = s.waitSources(r.Context(), room, pinned)
 		if len(sources) == 0 {
@@ -52,7 +56,7 @@ func (s *Server) serveOffer(w http.ResponseWriter, r *http.Request, kind session
 		sess.pc.OnTrack(sess.onTrack)
 		answer, e = sess.negotiate(ctx, offer, nil)
 	} else {
-		answer, e = sess.negotiate(ctx, offer, func() *httpError { return sess.subscribe(offer, sources) })
+		answer, e = sess.negotiate(ctx, offer, func() *httpError { return sess.subscribe(offer, sources, size) })
 	}
 	if e != nil {
 		sess.close("negotiation failed: " + e.reason)

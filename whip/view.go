@@ -3,6 +3,8 @@ package whip
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,8 +79,41 @@ func onePerKind(tracks []*focus.UpTrack) []*focus.UpTrack {
 	return out
 }
 
+// maxViewSize bounds the width and height a viewer may ask for: larger
+// than any encoder produces, small enough to be plainly a size.
+const maxViewSize = 16384
+
+// viewSize reads a viewer's ?width=W&height=H: the size it shows the
+// video at, so that focus sends the smallest simulcast layer at least
+// that large rather than the top one. Either may be left out (or 0) to
+// leave that dimension free; neither means no cap.
+func viewSize(q url.Values) (focus.Size, *httpError) {
+	var size focus.Size
+	for _, p := range []struct {
+		name string
+		dst  *uint32
+	}{{"width", &size.Width}, {"height", &size.Height}} {
+		vals, ok := q[p.name]
+		if !ok {
+			continue
+		}
+		if len(vals) != 1 {
+			return focus.Size{}, reject(http.StatusBadRequest, "query parameter %s is given %d times; give it once", p.name, len(vals))
+		}
+		// ParseUint takes no sign, so "-1" and "+1" are refused with the rest.
+		n, err := strconv.ParseUint(vals[0], 10, 32)
+		if err != nil || n > maxViewSize {
+			return focus.Size{}, reject(http.StatusBadRequest, "query parameter %s=%q is not a whole number of pixels from 0 to %d", p.name, vals[0], maxViewSize)
+		}
+		*p.dst = uint32(n)
+	}
+	return size, nil
+}
+
 // subscribe adds a down track per source whose codec the viewer offers.
-func (sess *session) subscribe(offer string, sources []*focus.UpTrack) *httpError {
+// size caps the video layer (see viewSize); it stays with the down track
+// when the viewer moves to another source.
+func (sess *session) subscribe(offer string, sources []*focus.UpTrack, size focus.Size) *httpError {
 	offered := rtc.OfferedCodecs(offer)
 	var missing []string
 	for _, src := range sources {
@@ -89,6 +124,9 @@ func (sess *session) subscribe(offer string, sources []*focus.UpTrack) *httpErro
 		d, err := sess.part.Subscribe(src)
 		if err != nil {
 			return reject(http.StatusServiceUnavailable, "subscribe: %v", err)
+		}
+		if d.Kind() == focus.KindVideo && size != (focus.Size{}) {
+			d.SetMaxSize(size.Width, size.Height)
 		}
 		lt := rtc.NewLocalTrack(d, d.Kind().String(), "focus-"+sess.room, sess.pc, sess.log)
 		if _, err := sess.pc.AddTrack(lt); err != nil {
