@@ -5,8 +5,8 @@
 //
 // It also rate-limits retransmission: a receiver that keeps NACKing the same
 // packet (because the resend was lost too, or because its NACK timer is
-// shorter than the round trip) gets each packet at most once per
-// MinResendInterval and at most MaxResends times.
+// shorter than the round trip) gets it resent at once the first time, then
+// at most once per MinResendInterval, and at most MaxResends times.
 package sequencer
 
 import (
@@ -17,8 +17,8 @@ import (
 // Defaults for Options.
 const (
 	// MinResendInterval is about one round trip: a NACK arriving sooner
-	// after the last send of a packet was most likely sent before that
-	// packet (or its resend) could arrive.
+	// after the last resend of a packet was most likely sent before that
+	// resend could arrive.
 	MinResendInterval = 100 * time.Millisecond
 	// MaxResends bounds what one lost packet can cost: past it the
 	// receiver is better served by a keyframe request.
@@ -125,8 +125,12 @@ func (s *Sequencer) Lookup(outSeq uint16, now time.Time) (Entry, bool) {
 	if !sl.valid || sl.outSeq != outSeq || sl.resends >= s.maxResends {
 		return Entry{}, false
 	}
+	// The first resend may follow the original at once: a receiver NACKs
+	// only a gap it saw, and its RTT is unknown here. Later ones wait, so
+	// that the NACKs a receiver repeats before its first resend arrives
+	// are not all answered.
 	t := now.UnixNano()
-	if t-sl.sentAt < s.minInterval {
+	if sl.resends > 0 && t-sl.sentAt < s.minInterval {
 		return Entry{}, false
 	}
 	sl.sentAt = t

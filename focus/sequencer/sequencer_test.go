@@ -40,7 +40,7 @@ func TestLookup(t *testing.T) {
 		looks  []look
 	}{
 		{name: "unknown before any push", slots: 16, looks: []look{{5, 1000, false}}},
-		{name: "too soon after push", slots: 16, pushes: []push{{5, 0}}, looks: []look{{5, 99, false}, {5, 100, true}}},
+		{name: "first resend at once", slots: 16, pushes: []push{{5, 0}}, looks: []look{{5, 1, true}, {5, 99, false}, {5, 101, true}}},
 		{name: "interval restarts at each resend", slots: 16, pushes: []push{{5, 0}},
 			looks: []look{{5, 150, true}, {5, 200, false}, {5, 249, false}, {5, 250, true}}},
 		{name: "at most three resends", slots: 16, pushes: []push{{5, 0}},
@@ -53,7 +53,7 @@ func TestLookup(t *testing.T) {
 		{name: "wrap", slots: 16, pushes: []push{{65534, 0}, {65535, 0}, {0, 0}, {1, 0}},
 			looks: []look{{65534, 100, true}, {65535, 100, true}, {0, 100, true}, {1, 100, true}, {2, 100, false}}},
 		{name: "late push does not move highest back", slots: 16, pushes: []push{{30, 0}, {20, 0}}, looks: []look{{20, 100, true}, {30, 100, true}}},
-		{name: "clock going back", slots: 16, pushes: []push{{5, 1000}}, looks: []look{{5, 500, false}, {5, 1100, true}}},
+		{name: "clock going back", slots: 16, pushes: []push{{5, 1000}}, looks: []look{{5, 1000, true}, {5, 500, false}, {5, 1100, true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New(tc.slots)
@@ -79,14 +79,20 @@ func TestLookup(t *testing.T) {
 func TestOptions(t *testing.T) {
 	s := NewWithOptions(16, Options{MinInterval: 10 * time.Millisecond, MaxResends: 1})
 	s.Push(1, entry(1), at(0))
-	if _, ok := s.Lookup(1, at(9)); ok {
-		t.Fatal("resent before MinInterval")
-	}
-	if _, ok := s.Lookup(1, at(10)); !ok {
-		t.Fatal("refused after MinInterval")
+	if _, ok := s.Lookup(1, at(1)); !ok {
+		t.Fatal("first resend refused")
 	}
 	if _, ok := s.Lookup(1, at(1000)); ok {
 		t.Fatal("resent more than MaxResends")
+	}
+	s = NewWithOptions(16, Options{MinInterval: 10 * time.Millisecond, MaxResends: 2})
+	s.Push(1, entry(1), at(0))
+	s.Lookup(1, at(0))
+	if _, ok := s.Lookup(1, at(9)); ok {
+		t.Fatal("resent again before MinInterval")
+	}
+	if _, ok := s.Lookup(1, at(10)); !ok {
+		t.Fatal("refused after MinInterval")
 	}
 }
 
