@@ -15,6 +15,7 @@ type Config struct {
 	CORS   CORS   `yaml:"cors"`
 	WHIP   WHIP   `yaml:"whip"`
 	Limits Limits `yaml:"limits"`
+	Media  Media  `yaml:"media"`
 	Log    Log    `yaml:"log"`
 	Matrix Matrix `yaml:"matrix"`
 	// LiveKit is the Element Call front-end (config/livekit.go).
@@ -106,6 +107,7 @@ func Default() Config {
 			SessionsPerIP:   100,
 			SessionsTotal:   1000,
 		},
+		Media:   defaultMedia(),
 		Log:     Log{Level: "info", Format: "console"},
 		Matrix:  defaultMatrix(),
 		LiveKit: defaultLiveKit(),

@@ -88,6 +88,7 @@ whip:
   insecure_open: true
   tokens: [{token: abc, rooms: ["*"], publish: true, view: false}]
 limits: {sessions_per_room: 1, sessions_per_ip: 2, sessions_total: 3}
+media: {packet_cache: 1024, speaker_threshold_dbov: 40, max_audio_forwarded: 3, keep_unwatched: true}
 log: {level: trace, format: json}
 matrix:
   enabled: true
@@ -133,6 +134,7 @@ livekit:
 					CORS:   config.CORS{AllowedOrigins: []string{"https://example.org", "http://localhost:3000"}},
 					WHIP:   config.WHIP{InsecureOpen: true, Tokens: []config.Token{{Token: "abc", Rooms: []string{"*"}, Publish: true}}},
 					Limits: config.Limits{SessionsPerRoom: 1, SessionsPerIP: 2, SessionsTotal: 3},
+					Media:  config.Media{PacketCache: 1024, SpeakerThresholdDBov: 40, MaxAudioForwarded: 3, KeepUnwatched: true},
 					Log:    config.Log{Level: "trace", Format: "json"},
 					Matrix: config.Matrix{
 						Enabled:            true,

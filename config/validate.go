@@ -44,6 +44,9 @@ func (c Config) Validate() error {
 	if err := c.Limits.validate(); err != nil {
 		return err
 	}
+	if err := c.Media.validate(); err != nil {
+		return err
+	}
 	if !slices.Contains(logLevels, c.Log.Level) {
 		return errorf("log.level", fmt.Sprintf("%q is not one of %s", c.Log.Level, strings.Join(logLevels, ", ")))
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/focus-sfu/focus/config"
 	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/focus/speaker"
 	"github.com/focus-sfu/focus/livekit"
 	"github.com/focus-sfu/focus/rtc"
 	"github.com/focus-sfu/focus/whip"
@@ -94,6 +95,10 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		Log:                          log.With().Str("component", "focus").Logger(),
 		MaxParticipantsPerConference: cfg.Limits.SessionsPerRoom,
 		MaxParticipants:              cfg.Limits.SessionsTotal,
+		PacketCache:                  cfg.Media.PacketCache,
+		Speakers:                     speaker.Options{Threshold: speaker.Linear(float64(cfg.Media.SpeakerThresholdDBov))},
+		MaxAudioForwarded:            cfg.Media.MaxAudioForwarded,
+		KeepUnwatched:                keepUnwatched(cfg.Media.KeepUnwatched),
 	})
 	s.whip, err = whip.New(whip.Options{
 		Engine:      s.engine,
@@ -317,4 +322,12 @@ func iceServers(ss []config.ICEServer) []rtc.ICEServer {
 		out = append(out, rtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
 	return out
+}
+
+// keepUnwatched is the core's hook for media.keep_unwatched.
+func keepUnwatched(keep bool) func(*focus.UpTrack) bool {
+	if !keep {
+		return nil
+	}
+	return func(*focus.UpTrack) bool { return true }
 }
