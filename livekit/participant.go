@@ -91,6 +91,7 @@ type participant struct {
 	offerID    uint32 // of the last subscriber offer
 	pubCands   []webrtc.ICECandidateInit
 	subCands   []webrtc.ICECandidateInit
+	speaking   map[string]bool // participant sids the client was told are speaking
 }
 
 // pendingTrack is an add_track request waiting for its media.
@@ -291,8 +292,8 @@ func (p *participant) start(conn *signalConn) {
 	go p.run()
 	p.do(func() {
 		p.sendRefreshToken()
-		// No audio levels yet: the list starts, and stays, empty.
-		p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_SpeakersChanged{SpeakersChanged: &livekit.SpeakersChanged{}}})
+		// Whoever speaks already; nothing when nobody does.
+		p.speakersChanged(p.part.Conference().Speakers())
 		if p.canSubscribe() {
 			p.subscribeExisting()
 			// The first offer carries the data channels even with no
@@ -675,6 +676,10 @@ func (p *participant) resume(conn *signalConn) bool {
 	r.bmu.Unlock()
 	p.log.Info().Msg("participant resumed")
 	p.do(func() {
+		// Speaker and stream state updates sent while the client was
+		// away went nowhere.
+		p.resendSpeakers()
+		p.resendStreamStates()
 		// An offer sent while the client was away went nowhere.
 		p.offerOut = false
 		if p.canSubscribe() {

@@ -137,6 +137,47 @@ func newTrackInfo(req *livekit.AddTrackRequest) *livekit.TrackInfo {
 	return info
 }
 
+// layerSizes lists the frame sizes the publisher declared for the layers
+// of a track whose RIDs are rids, in that order (the core's, lowest
+// first): by RID, else by the quality the RID names. A layer declared
+// without a size is taken to be a quarter, a half or all of the track's
+// size by its quality, as LiveKit clients scale them. Unknown sizes are
+// zero.
+func layerSizes(info *livekit.TrackInfo, rids []string) []focus.Size {
+	declared := info.GetLayers()
+	if len(declared) == 0 && len(info.GetCodecs()) > 0 {
+		declared = info.GetCodecs()[0].GetLayers()
+	}
+	n := max(len(rids), 1)
+	out := make([]focus.Size, n)
+	for i := range out {
+		q := livekit.VideoQuality_HIGH
+		if len(rids) > 1 {
+			q = layerQuality(rids, i)
+		}
+		var found *livekit.VideoLayer
+		for _, l := range declared {
+			if i < len(rids) && l.GetRid() != "" && l.GetRid() == rids[i] {
+				found = l
+				break
+			}
+			if l.GetQuality() == q && found == nil {
+				found = l
+			}
+		}
+		if found.GetWidth() > 0 && found.GetHeight() > 0 {
+			out[i] = focus.Size{Width: found.GetWidth(), Height: found.GetHeight()}
+			continue
+		}
+		div := map[livekit.VideoQuality]uint32{livekit.VideoQuality_LOW: 4, livekit.VideoQuality_MEDIUM: 2}[q]
+		if div == 0 {
+			div = 1
+		}
+		out[i] = focus.Size{Width: info.GetWidth() / div, Height: info.GetHeight() / div}
+	}
+	return out
+}
+
 func cloneLayers(ls []*livekit.VideoLayer) []*livekit.VideoLayer {
 	out := make([]*livekit.VideoLayer, 0, len(ls))
 	for _, l := range ls {
@@ -279,6 +320,12 @@ func (p *participant) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceive
 			p.dropTrack(ti.Sid)
 			return nil, err
 		}
+		up.SetLayerSizes(layerSizes(ti, info.Layers))
+		// Read after publishing: a mute that came meanwhile either is
+		// in the info now or found the track in the core (onMute).
+		if cur := p.trackInfo(ti.Sid); cur != nil && cur.Muted {
+			up.SetMuted(true)
+		}
 		p.log.Info().Str("track", ti.Sid).Str("source", ti.Source.String()).Str("codec", ti.MimeType).
 			Strs("layers", info.Layers).Bool("encrypted", ti.Encryption != livekit.Encryption_NONE).Msg("track published")
 		return up, nil
@@ -350,6 +397,15 @@ func (p *participant) onMute(m *livekit.MuteTrackRequest) {
 		}
 	}
 	p.mu.Unlock()
+	if listed {
+		// A muted track's silence is not a stall: its subscribers keep
+		// their layers for when it comes back.
+		for _, up := range p.part.Tracks() {
+			if string(up.ID()) == m.GetSid() {
+				up.SetMuted(m.GetMuted())
+			}
+		}
+	}
 	switch {
 	case !found:
 		p.log.Info().Str("track", m.GetSid()).Msg("mute of a track the participant does not publish")

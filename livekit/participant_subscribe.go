@@ -18,7 +18,9 @@ type subscription struct {
 	up     *focus.UpTrack
 	down   *focus.DownTrack
 	sender *webrtc.RTPSender
-	layer  int // the simulcast layer forwarded
+	// paused is the stream state the client was last told: the core
+	// holds the track back for lack of bandwidth.
+	paused bool
 }
 
 // wants reports whether the participant should receive track sid: its
@@ -94,7 +96,7 @@ func (p *participant) subscribe(up *focus.UpTrack) bool {
 		down.Close()
 		return false
 	}
-	p.subs[sid] = &subscription{up: up, down: down, sender: sender, layer: len(up.Info().Layers) - 1}
+	p.subs[sid] = &subscription{up: up, down: down, sender: sender}
 	p.mu.Lock()
 	p.locals = append(p.locals, local)
 	p.mu.Unlock()
@@ -173,9 +175,9 @@ func subscriptionError(sid string, err livekit.SubscriptionError) *livekit.Signa
 }
 
 // onTrackSetting applies what the client wants of tracks it receives:
-// enabled or not, and the size it shows them at, which picks the
-// simulcast layer. Settings of tracks not (yet) subscribed are kept for
-// when they are.
+// enabled or not, and the size it shows them at or the quality it asks
+// for, which cap the simulcast layer. Settings of tracks not (yet)
+// subscribed are kept for when they are.
 func (p *participant) onTrackSetting(m *livekit.UpdateTrackSettings) {
 	for _, sid := range m.GetTrackSids() {
 		if _, ok := p.settings[sid]; !ok && len(p.settings) >= maxSettings {
@@ -189,7 +191,11 @@ func (p *participant) onTrackSetting(m *livekit.UpdateTrackSettings) {
 }
 
 // applySetting applies the client's setting of track sid to its
-// subscription.
+// subscription. A size caps the layer by the layers' sizes (the core
+// knows them from the publisher's add_track and from keyframes); a
+// quality caps it by name. Each clears the other cap, so the latest
+// setting alone decides. Within the cap, the core picks the layer the
+// subscriber's bandwidth allows.
 func (p *participant) applySetting(sid string) {
 	s, st := p.subs[sid], p.settings[sid]
 	if s == nil || st == nil {
@@ -200,30 +206,29 @@ func (p *participant) applySetting(sid string) {
 	if s.up.Kind() != focus.KindVideo || len(rids) <= 1 {
 		return
 	}
+	if w, h := st.GetWidth(), st.GetHeight(); w > 0 || h > 0 {
+		s.down.SetMaxLayer(len(rids) - 1)
+		s.down.SetMaxSize(w, h)
+		p.log.Debug().Str("track", sid).Uint32("width", w).Uint32("height", h).Msg("layer capped by size")
+		return
+	}
 	var info *livekit.TrackInfo
 	if pub := p.s.member(p.room, string(s.up.Owner().ID())); pub != nil {
 		info = pub.trackInfo(sid)
 	}
-	i := chooseLayer(info, rids, st)
-	if i == s.layer {
-		return
-	}
+	i := chooseLayer(info, rids, st.GetQuality())
+	s.down.SetMaxSize(0, 0)
 	s.down.SetMaxLayer(i)
-	p.log.Debug().Str("track", sid).Str("rid", rids[i]).Uint32("width", st.GetWidth()).Uint32("height", st.GetHeight()).Msg("layer chosen")
-	s.layer = i
+	p.log.Debug().Str("track", sid).Str("rid", rids[i]).Str("quality", st.GetQuality().String()).Msg("layer capped by quality")
 }
 
 // chooseLayer picks the layer of a simulcast track (whose layers have
-// the RIDs rids, and info describes) that a setting asks for: the
-// smallest layer at least as large as the wanted size, or the quality
-// asked for when no size is; info may be nil.
-func chooseLayer(info *livekit.TrackInfo, rids []string, st *livekit.UpdateTrackSettings) int {
-	q := livekit.VideoQuality_HIGH
-	switch {
-	case st.GetWidth() > 0 || st.GetHeight() > 0:
-		q = qualityForSize(info, max(st.GetWidth(), st.GetHeight()))
-	case st.GetQuality() != livekit.VideoQuality_OFF:
-		q = st.GetQuality()
+// the RIDs rids, and info describes; info may be nil) that quality q
+// names. OFF, which clients never ask for with a size absent, means the
+// top layer.
+func chooseLayer(info *livekit.TrackInfo, rids []string, q livekit.VideoQuality) int {
+	if q == livekit.VideoQuality_OFF {
+		q = livekit.VideoQuality_HIGH
 	}
 	rid := map[livekit.VideoQuality]string{livekit.VideoQuality_LOW: "q", livekit.VideoQuality_MEDIUM: "h", livekit.VideoQuality_HIGH: "f"}[q]
 	for _, l := range info.GetLayers() {
@@ -245,39 +250,52 @@ func chooseLayer(info *livekit.TrackInfo, rids []string, st *livekit.UpdateTrack
 	return len(rids) - 1
 }
 
-// qualityForSize is the lowest quality whose larger side is at least
-// size. Without layer sizes, the layers are taken to be a quarter, half
-// and all of the track's size, as LiveKit clients send them.
-func qualityForSize(info *livekit.TrackInfo, size uint32) livekit.VideoQuality {
-	type dim struct {
-		q    livekit.VideoQuality
-		side uint32
+// streamStateChanged tells the client that the core stopped forwarding
+// one of its tracks for lack of bandwidth, or resumed it
+// (stream_state_update; clients show the track as paused).
+func (p *participant) streamStateChanged(up *focus.UpTrack, down *focus.DownTrack) {
+	s := p.subs[trackSID(up)]
+	if s == nil || s.down != down {
+		return
 	}
-	var dims []dim
-	for _, l := range info.GetLayers() {
-		if side := max(l.GetWidth(), l.GetHeight()); side > 0 && l.GetQuality() != livekit.VideoQuality_OFF {
-			dims = append(dims, dim{l.GetQuality(), side})
-		}
+	paused := down.PausedForBandwidth()
+	if paused == s.paused {
+		return
 	}
-	if len(dims) == 0 {
-		full := max(info.GetWidth(), info.GetHeight())
-		if full == 0 {
-			return livekit.VideoQuality_HIGH
-		}
-		dims = []dim{{livekit.VideoQuality_LOW, full / 4}, {livekit.VideoQuality_MEDIUM, full / 2}, {livekit.VideoQuality_HIGH, full}}
+	s.paused = paused
+	p.log.Debug().Str("track", trackSID(up)).Bool("paused", paused).Msg("stream state changed")
+	p.send(streamStates(streamState(s, paused)))
+}
+
+// resendStreamStates tells a resumed client the state of every track it
+// receives: updates sent while it was away went nowhere.
+func (p *participant) resendStreamStates() {
+	var states []*livekit.StreamStateInfo
+	for _, s := range p.subs {
+		s.paused = s.down.PausedForBandwidth()
+		states = append(states, streamState(s, s.paused))
 	}
-	best := dims[0]
-	for _, d := range dims[1:] {
-		if d.q > best.q {
-			best = d
-		}
+	if len(states) > 0 {
+		p.send(streamStates(states...))
 	}
-	for _, d := range dims {
-		if d.side >= size && (d.q < best.q || best.side < size) {
-			best = d
-		}
+}
+
+func streamState(s *subscription, paused bool) *livekit.StreamStateInfo {
+	st := livekit.StreamState_ACTIVE
+	if paused {
+		st = livekit.StreamState_PAUSED
 	}
-	return best.q
+	return &livekit.StreamStateInfo{
+		ParticipantSid: participantSID(s.up.Owner()),
+		TrackSid:       trackSID(s.up),
+		State:          st,
+	}
+}
+
+func streamStates(states ...*livekit.StreamStateInfo) *livekit.SignalResponse {
+	return &livekit.SignalResponse{Message: &livekit.SignalResponse_StreamStateUpdate{StreamStateUpdate: &livekit.StreamStateUpdate{
+		StreamStates: states,
+	}}}
 }
 
 // onSyncState takes the state a resuming client reports: with

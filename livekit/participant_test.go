@@ -815,39 +815,54 @@ func TestPublisherHears(t *testing.T) {
 	}()
 	defer func() { close(stop); sending.Wait() }()
 
-	// Bob subscribes (auto_subscribe): alice hears her camera is wanted.
+	// Bob subscribes (auto_subscribe): alice hears her camera is
+	// subscribed. A publisher starts out sending every layer, and the
+	// core starts out wanting them all (or wants none, when its first
+	// round ran before bob came): a quality update, if any, enables.
 	bob := e.connect("bob", "room")
-	subscribed, wanted := false, false
+	quality := func(q *livekit.SubscribedQualityUpdate) (enabled bool, ok bool) {
+		if q.GetTrackSid() != info.GetSid() {
+			return false, false
+		}
+		codecs := q.GetSubscribedCodecs()
+		if len(codecs) != 1 || codecs[0].GetCodec() != "vp8" || len(codecs[0].GetQualities()) != 3 || len(q.GetSubscribedQualities()) != 3 {
+			t.Errorf("subscribed_quality_update %v: want the vp8 codec's three qualities", q)
+			return false, false
+		}
+		enabled = codecs[0].GetQualities()[0].GetEnabled()
+		for i, sq := range q.GetSubscribedQualities() {
+			// A single-layer track is on or off as a whole.
+			if sq.GetEnabled() != enabled || codecs[0].GetQualities()[i].GetEnabled() != enabled {
+				t.Errorf("subscribed_quality_update %v: qualities differ", q)
+			}
+		}
+		return enabled, true
+	}
+	subscribed, enabled := false, true
 	alice.pump(20*time.Second, true, func(r *livekit.SignalResponse) bool {
 		if r.GetTrackSubscribed().GetTrackSid() == info.GetSid() {
 			subscribed = true
 		}
-		if q := r.GetSubscribedQualityUpdate(); q.GetTrackSid() == info.GetSid() {
-			wanted = len(q.GetSubscribedCodecs()) == 1 && q.GetSubscribedCodecs()[0].GetCodec() == "vp8" &&
-				q.GetSubscribedQualities()[0].GetEnabled()
+		if on, ok := quality(r.GetSubscribedQualityUpdate()); ok {
+			enabled = on
 		}
-		return subscribed && wanted
+		return subscribed && enabled
 	})
 	eventually(t, 10*time.Second, "bob receives alice's camera", func() bool { return bob.received("alice", "video") > 10 })
 
-	// Bob unsubscribes: nobody wants the camera.
+	// Bob unsubscribes: nobody wants the camera. He subscribes again: it
+	// is wanted again.
 	rp := bob.room.GetParticipantByIdentity("alice")
 	rpub, _ := rp.GetTrackPublication(livekit.TrackSource_CAMERA).(*lksdk.RemoteTrackPublication)
-	if err := rpub.SetSubscribed(false); err != nil {
-		t.Fatal(err)
+	for _, sub := range []bool{false, true} {
+		if err := rpub.SetSubscribed(sub); err != nil {
+			t.Fatal(err)
+		}
+		alice.pump(10*time.Second, true, func(r *livekit.SignalResponse) bool {
+			on, ok := quality(r.GetSubscribedQualityUpdate())
+			return ok && on == sub
+		})
 	}
-	alice.pump(10*time.Second, true, func(r *livekit.SignalResponse) bool {
-		q := r.GetSubscribedQualityUpdate()
-		if q.GetTrackSid() != info.GetSid() {
-			return false
-		}
-		for _, sq := range q.GetSubscribedQualities() {
-			if sq.GetEnabled() {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 func TestChooseLayer(t *testing.T) {
@@ -856,30 +871,27 @@ func TestChooseLayer(t *testing.T) {
 		{Quality: livekit.VideoQuality_LOW, Width: 320, Height: 180},
 		{Quality: livekit.VideoQuality_MEDIUM, Width: 640, Height: 360},
 	}}
-	noLayers := &livekit.TrackInfo{Width: 1280, Height: 720}
 	qhf := []string{"q", "h", "f"}
 	tests := []struct {
 		name string
 		info *livekit.TrackInfo
 		rids []string
-		st   *livekit.UpdateTrackSettings
+		q    livekit.VideoQuality
 		want int
 	}{
-		{"small", info, qhf, &livekit.UpdateTrackSettings{Width: 320, Height: 180}, 0},
-		{"a bit larger than small", info, qhf, &livekit.UpdateTrackSettings{Width: 330, Height: 186}, 1},
-		{"portrait", info, qhf, &livekit.UpdateTrackSettings{Width: 180, Height: 320}, 0},
-		{"large", info, qhf, &livekit.UpdateTrackSettings{Width: 1280, Height: 720}, 2},
-		{"larger than any", info, qhf, &livekit.UpdateTrackSettings{Width: 4000, Height: 3000}, 2},
-		{"by quality", info, qhf, &livekit.UpdateTrackSettings{Quality: livekit.VideoQuality_MEDIUM}, 1},
-		{"nothing asked", info, qhf, &livekit.UpdateTrackSettings{Quality: livekit.VideoQuality_OFF}, 2},
-		{"sizes from the track", noLayers, qhf, &livekit.UpdateTrackSettings{Width: 600, Height: 300}, 1},
-		{"no info", nil, qhf, &livekit.UpdateTrackSettings{Width: 100, Height: 100}, 2},
-		{"two layers", info, []string{"q", "h"}, &livekit.UpdateTrackSettings{Width: 1280, Height: 720}, 1},
-		{"other rids by position", info, []string{"a", "b", "c"}, &livekit.UpdateTrackSettings{Width: 320, Height: 180}, 0},
-		{"rid order", info, []string{"f", "h", "q"}, &livekit.UpdateTrackSettings{Width: 320, Height: 180}, 2},
+		{"low", info, qhf, livekit.VideoQuality_LOW, 0},
+		{"medium", info, qhf, livekit.VideoQuality_MEDIUM, 1},
+		{"high", info, qhf, livekit.VideoQuality_HIGH, 2},
+		{"off means the top", info, qhf, livekit.VideoQuality_OFF, 2},
+		{"no info", nil, qhf, livekit.VideoQuality_MEDIUM, 1},
+		{"two layers", info, []string{"q", "h"}, livekit.VideoQuality_HIGH, 1},
+		{"other rids by position", info, []string{"a", "b", "c"}, livekit.VideoQuality_LOW, 0},
+		{"rid order", info, []string{"f", "h", "q"}, livekit.VideoQuality_LOW, 2},
+		{"rid from the layers", &livekit.TrackInfo{Layers: []*livekit.VideoLayer{{Quality: livekit.VideoQuality_MEDIUM, Rid: "x"}}},
+			[]string{"q", "x", "f"}, livekit.VideoQuality_MEDIUM, 1},
 	}
 	for _, tt := range tests {
-		if got := chooseLayer(tt.info, tt.rids, tt.st); got != tt.want {
+		if got := chooseLayer(tt.info, tt.rids, tt.q); got != tt.want {
 			t.Errorf("%s: layer %d, want %d", tt.name, got, tt.want)
 		}
 	}

@@ -549,6 +549,19 @@ func (s *Server) onEvent(ev focus.Event) {
 				owner.demandChanged(ev.Track, ev.Wanted)
 			}
 		}
+	case focus.SpeakersChanged:
+		for _, r := range s.roomsOf(ev.Conference) {
+			for _, o := range s.members(r) {
+				o.do(func() { o.speakersChanged(ev.Speakers) })
+			}
+		}
+	case focus.SubscriptionPaused:
+		sub := ev.Down.Subscriber()
+		for _, r := range s.roomsOf(ev.Conference) {
+			if o := s.member(r, string(sub.ID())); o != nil {
+				o.do(func() { o.streamStateChanged(ev.Track, ev.Down) })
+			}
+		}
 	}
 }
 
