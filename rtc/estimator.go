@@ -50,6 +50,8 @@ type estimator struct {
 	pacer *directPacer
 	attrs sync.Pool // of interceptor.Attributes, see AddStream
 
+	closeOnce sync.Once
+
 	twcc atomic.Bool   // transport-wide feedback seen: gcc is in charge
 	remb atomic.Uint64 // the subscriber's latest REMB, bits per second
 
@@ -126,7 +128,11 @@ func (e *estimator) Congestion() (loss float64, overusing bool) {
 	e.loss, _ = st["averageLoss"].(float64)
 	usage, _ := st["usage"].(string)
 	state, _ := st["state"].(string)
-	e.overusing = usage == "overuse" || state == "decrease"
+	// Until its first delay update gcc reports zero values, and its
+	// zero usage reads "overuse"; the adaptive threshold is never zero
+	// after an update.
+	threshold, _ := st["delayThreshold"].(float64)
+	e.overusing = threshold > 0 && (usage == "overuse" || state == "decrease")
 	return e.loss, e.overusing
 }
 
@@ -189,8 +195,12 @@ func (e *estimator) OnTargetBitrateChange(f func(bitrate int)) { e.gcc.OnTargetB
 func (e *estimator) GetStats() map[string]any { return e.gcc.GetStats() }
 
 // Close implements cc.BandwidthEstimator; the cc interceptor calls it
-// when the PeerConnection closes.
-func (e *estimator) Close() error { return e.gcc.Close() }
+// when the PeerConnection closes. gcc panics when closed twice.
+func (e *estimator) Close() error {
+	var err error
+	e.closeOnce.Do(func() { err = e.gcc.Close() })
+	return err
+}
 
 // directPacer is gcc's pacer without pacing: each packet goes out at
 // once on the writer of its stream, found by SSRC. Unlike gcc's NoOp

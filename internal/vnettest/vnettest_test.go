@@ -196,6 +196,9 @@ func TestCapIsRespected(t *testing.T) {
 	if _, ok := peer.Estimator().(focus.CongestionReporter); !ok {
 		t.Fatal("the estimator reports no congestion state")
 	}
+	if loss < 0.02 && !overusing {
+		t.Fatalf("sending three times the cap, congestion reads loss %.2f, overusing %v", loss, overusing)
+	}
 }
 
 // TestEstimateFollowsThePath sends what the estimate allows, the way the
