@@ -52,10 +52,13 @@ type call struct {
 	makingOffer bool
 	wantOffer   bool
 	lastPong    time.Time
+	demand      map[*focus.UpTrack][]bool // the layers of the client's tracks anyone needs, as last raised
+	speakers    []ActiveSpeaker           // as the client was last told
 
 	mu         sync.Mutex // guards what the core's and pion's goroutines read
 	clientMeta metadata.Metadata
 	published  map[*focus.UpTrack]trackRef // the client's own IDs of its tracks
+	mids       map[*focus.UpTrack]string   // and their MIDs, for MID-keyed metadata
 	locals     []*rtc.LocalTrack
 
 	pubs   rtc.Publications
@@ -69,6 +72,7 @@ type subscription struct {
 	down   *focus.DownTrack
 	local  *rtc.LocalTrack
 	sender *webrtc.RTPSender
+	paused bool // for lack of bandwidth, as the client was last told
 }
 
 func (f *Focus) newCall(user id.UserID, device id.DeviceID, room id.RoomID, inv *Invite, log zerolog.Logger) (*call, error) {
@@ -100,6 +104,8 @@ func (f *Focus) newCall(user id.UserID, device id.DeviceID, room id.RoomID, inv 
 		stop:      make(chan struct{}),
 		subs:      make(map[trackRef]*subscription),
 		published: make(map[*focus.UpTrack]trackRef),
+		mids:      make(map[*focus.UpTrack]string),
+		demand:    make(map[*focus.UpTrack][]bool),
 		lastPong:  time.Now(),
 	}
 	f.mu.Lock()
@@ -263,6 +269,10 @@ func (c *call) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		if err == nil {
 			c.mu.Lock()
 			c.published[up] = own
+			c.mids[up] = mid
+			// Under mu, so that a metadata change cannot slip between
+			// reading the mute and setting it (setClientMeta).
+			up.SetMuted(trackMuted(c.clientMeta, own, mid, up.Kind()))
 			c.mu.Unlock()
 		}
 		return up, err
@@ -271,6 +281,7 @@ func (c *call) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	for up := range c.published {
 		if up.Closed() {
 			delete(c.published, up)
+			delete(c.mids, up)
 		}
 	}
 	c.mu.Unlock()
@@ -347,8 +358,11 @@ func (c *call) onDataChannel(dc *webrtc.DataChannel) {
 			c.dc = dc
 			c.lastPong = time.Now()
 			// Tracks published between the answer and now were announced
-			// to no one: send the current list.
+			// to no one: send the current list. The same goes for the
+			// speakers and the demand for the client's tracks.
 			c.sendMetadata()
+			c.sendSpeakers(c.part.Conference().Speakers())
+			c.resendDemand()
 			if c.wantOffer {
 				c.negotiate()
 			}
@@ -385,6 +399,7 @@ func (c *call) setClientMeta(m metadata.Metadata) {
 	}
 	c.mu.Lock()
 	c.clientMeta = m.Clone()
+	c.applyMutesLocked()
 	c.mu.Unlock()
 	c.f.metadataChanged(c)
 }

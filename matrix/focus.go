@@ -453,13 +453,27 @@ func (f *Focus) callsIn(conf focus.ConferenceID) []*call {
 	return out
 }
 
-// onEvent tells the calls of a conference when its tracks change.
+// onEvent tells the calls of a conference when its tracks change, who
+// speaks, and tells a call when one of its subscriptions is paused for
+// bandwidth or when the demand for one of its tracks changes.
 func (f *Focus) onEvent(ev focus.Event) {
 	switch ev := ev.(type) {
 	case focus.TrackPublished:
 		f.tracksChanged(ev.Conference, ev.Participant, nil)
 	case focus.TrackUnpublished:
 		f.tracksChanged(ev.Conference, ev.Participant, ev.Track)
+	case focus.SpeakersChanged:
+		for _, c := range f.callsOf(ev.Conference) {
+			c.do(func() { c.sendSpeakers(ev.Speakers) })
+		}
+	case focus.SubscriptionPaused:
+		if c := f.callOf(ev.Down.Subscriber()); c != nil {
+			c.do(func() { c.subscriptionPaused(ev.Down) })
+		}
+	case focus.DemandChanged:
+		if c := f.callOf(ev.Track.Owner()); c != nil {
+			c.do(func() { c.demandChanged(ev.Track, ev.Wanted) })
+		}
 	}
 }
 

@@ -21,7 +21,9 @@ func (c *call) onTrackSubscription(m *TrackSubscription) {
 	}
 	for _, s := range m.Subscribe {
 		ref := trackRef{s.StreamID, s.TrackID}
-		if c.subs[ref] != nil {
+		if sub := c.subs[ref]; sub != nil {
+			// Subscribing again changes the size the client wants.
+			sub.down.SetMaxSize(uint32(s.Width), uint32(s.Height))
 			continue
 		}
 		up := c.findTrack(ref)
@@ -41,6 +43,9 @@ func (c *call) onTrackSubscription(m *TrackSubscription) {
 			down.Close()
 			continue
 		}
+		// The size the client shows the track at caps its layer: the
+		// smallest at least that large will do. None means no cap.
+		down.SetMaxSize(uint32(s.Width), uint32(s.Height))
 		c.subs[ref] = &subscription{down: down, local: local, sender: tr.Sender()}
 		c.mu.Lock()
 		c.locals = append(c.locals, local)

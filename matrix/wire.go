@@ -26,6 +26,7 @@ const (
 	MaxCandidates    = 256      // entries in one m.call.candidates
 	MaxSubscriptions = 256      // entries in each list of one m.call.track_subscription
 	MaxStreams       = 256      // streams in one metadata map, and tracks in one stream
+	MaxLayers        = 16       // layers in one org.matrix.msc3898.call.publish_layers
 )
 
 // To-device event types. mautrix registers m.call.* only as room events,
@@ -45,6 +46,11 @@ const (
 	DCMetadataChanged   = "m.call.sdp_stream_metadata_changed"
 	DCPing              = "m.call.ping"
 	DCPong              = "m.call.pong"
+	// Focus → client only, the focus's own: no MSC defines them yet, so
+	// they carry MSC3898's unstable prefix.
+	DCActiveSpeakers    = "org.matrix.msc3898.call.active_speakers"
+	DCSubscriptionState = "org.matrix.msc3898.call.subscription_state"
+	DCPublishLayers     = "org.matrix.msc3898.call.publish_layers"
 )
 
 // DataChannelLabel is the label of the data channel the client opens.
@@ -469,12 +475,61 @@ type Ping struct{}
 // Pong is m.call.pong, the client's reply to Ping.
 type Pong struct{}
 
+// ActiveSpeakers is org.matrix.msc3898.call.active_speakers, focus →
+// client: who speaks in the conference, loudest first, each named by a
+// track of theirs as the client knows it (the focus's announced IDs, the
+// client's own for itself). It is sent whole whenever the order changes;
+// an empty list means nobody speaks.
+type ActiveSpeakers struct {
+	Speakers []ActiveSpeaker `json:"speakers"`
+}
+
+// ActiveSpeaker is one speaker. Level is the smoothed audio level, 0
+// (silence) to 1 (loudest).
+type ActiveSpeaker struct {
+	UserID   id.UserID   `json:"user_id,omitempty"`
+	DeviceID id.DeviceID `json:"device_id,omitempty"`
+	StreamID string      `json:"stream_id"`
+	TrackID  string      `json:"track_id"`
+	Level    float64     `json:"level"`
+}
+
+// SubscriptionState is org.matrix.msc3898.call.subscription_state, focus
+// → client: the focus stopped forwarding a track the client subscribed
+// to because its connection lacks the bandwidth (Paused), or resumed it.
+type SubscriptionState struct {
+	StreamID string `json:"stream_id"`
+	TrackID  string `json:"track_id"`
+	Paused   bool   `json:"paused"`
+}
+
+// PublishLayers is org.matrix.msc3898.call.publish_layers, focus →
+// client: which layers of one of the client's own tracks anyone needs,
+// so that it can stop encoding the others. The track is named by the
+// client's own IDs. Layers are the simulcast layers by RID, lowest
+// first; a track of one encoding has one layer without a RID. None
+// active means nobody watches the track.
+type PublishLayers struct {
+	StreamID string         `json:"stream_id"`
+	TrackID  string         `json:"track_id"`
+	Layers   []PublishLayer `json:"layers"`
+}
+
+// PublishLayer is one layer of a PublishLayers.
+type PublishLayer struct {
+	RID    string `json:"rid,omitempty"`
+	Active bool   `json:"active"`
+}
+
 // DCType returns the data-channel message type.
 func (TrackSubscription) DCType() string { return DCTrackSubscription }
 func (Negotiate) DCType() string         { return DCNegotiate }
 func (MetadataChanged) DCType() string   { return DCMetadataChanged }
 func (Ping) DCType() string              { return DCPing }
 func (Pong) DCType() string              { return DCPong }
+func (ActiveSpeakers) DCType() string    { return DCActiveSpeakers }
+func (SubscriptionState) DCType() string { return DCSubscriptionState }
+func (PublishLayers) DCType() string     { return DCPublishLayers }
 
 // Validate checks the list sizes and that every entry names a track.
 func (m *TrackSubscription) Validate() error {
@@ -501,12 +556,17 @@ func (m *TrackSubscription) Validate() error {
 	return nil
 }
 
+// validateTrackRef checks the stream and track IDs of an entry at field
+// ("" for the content itself).
 func validateTrackRef(typ, field, streamID, trackID string) error {
+	if field != "" {
+		field += "."
+	}
 	if streamID == "" {
-		return &FieldError{typ, field + ".stream_id", "is empty"}
+		return &FieldError{typ, field + "stream_id", "is empty"}
 	}
 	if trackID == "" {
-		return &FieldError{typ, field + ".track_id", "is empty"}
+		return &FieldError{typ, field + "track_id", "is empty"}
 	}
 	return nil
 }
@@ -533,6 +593,45 @@ func (*Ping) Validate() error { return nil }
 
 // Validate accepts any pong.
 func (*Pong) Validate() error { return nil }
+
+// Validate checks the list's size, that every entry names a track, and
+// the levels.
+func (m *ActiveSpeakers) Validate() error {
+	t := DCActiveSpeakers
+	if m.Speakers == nil {
+		return &FieldError{t, "speakers", "is missing"}
+	}
+	if n := len(m.Speakers); n > MaxStreams {
+		return &FieldError{t, "speakers", fmt.Sprintf("has %d entries, more than %d", n, MaxStreams)}
+	}
+	for i, s := range m.Speakers {
+		at := fmt.Sprintf("speakers[%d]", i)
+		if err := validateTrackRef(t, at, s.StreamID, s.TrackID); err != nil {
+			return err
+		}
+		if !(s.Level >= 0 && s.Level <= 1) {
+			return &FieldError{t, at + ".level", "is not between 0 and 1"}
+		}
+	}
+	return nil
+}
+
+// Validate checks that the message names a track.
+func (m *SubscriptionState) Validate() error {
+	return validateTrackRef(DCSubscriptionState, "", m.StreamID, m.TrackID)
+}
+
+// Validate checks that the message names a track and has layers.
+func (m *PublishLayers) Validate() error {
+	t := DCPublishLayers
+	if err := validateTrackRef(t, "", m.StreamID, m.TrackID); err != nil {
+		return err
+	}
+	if n := len(m.Layers); n == 0 || n > MaxLayers {
+		return &FieldError{t, "layers", fmt.Sprintf("has %d entries, want 1 to %d", n, MaxLayers)}
+	}
+	return nil
+}
 
 // MarshalJSON writes the metadata under the stable key.
 func (m Negotiate) MarshalJSON() ([]byte, error) {
@@ -586,8 +685,10 @@ type DCContent interface {
 }
 
 // ParseDataChannel decodes and checks one data-channel message. It
-// returns *TrackSubscription, *Negotiate, *MetadataChanged, *Ping or
-// *Pong. A missing content is read as {}. Errors match ErrTooLarge,
+// returns *TrackSubscription, *Negotiate, *MetadataChanged, *Ping,
+// *Pong, or one of the focus → client messages *ActiveSpeakers,
+// *SubscriptionState and *PublishLayers (which a Go client reads). A
+// missing content is read as {}. Errors match ErrTooLarge,
 // ErrUnknownType or ErrInvalid.
 func ParseDataChannel(raw []byte) (any, error) {
 	const where = "data channel"
@@ -612,6 +713,12 @@ func ParseDataChannel(raw []byte) (any, error) {
 		msg = new(Ping)
 	case DCPong:
 		msg = new(Pong)
+	case DCActiveSpeakers:
+		msg = new(ActiveSpeakers)
+	case DCSubscriptionState:
+		msg = new(SubscriptionState)
+	case DCPublishLayers:
+		msg = new(PublishLayers)
 	default:
 		return nil, fmt.Errorf("%w: data channel %q", ErrUnknownType, env.Type)
 	}

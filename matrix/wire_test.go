@@ -52,6 +52,13 @@ var dataChannelExamples = map[string]string{
 		"sdp_stream_metadata":{"streamA":{"purpose":"m.usermedia","audio_muted":true,"video_muted":false}}}}`,
 	DCPing: `{"type":"m.call.ping","content":{}}`,
 	DCPong: `{"type":"m.call.pong","content":{}}`,
+	DCActiveSpeakers: `{"type":"org.matrix.msc3898.call.active_speakers","content":{"speakers":[
+		{"user_id":"@b:hs","device_id":"DEVICEB","stream_id":"streamB","track_id":"audioB","level":0.42},
+		{"user_id":"@a:hs","device_id":"DEVICEA","stream_id":"streamA","track_id":"audioA","level":0.1}]}}`,
+	DCSubscriptionState: `{"type":"org.matrix.msc3898.call.subscription_state","content":{
+		"stream_id":"streamB","track_id":"videoB","paused":true}}`,
+	DCPublishLayers: `{"type":"org.matrix.msc3898.call.publish_layers","content":{"stream_id":"streamA","track_id":"videoA",
+		"layers":[{"rid":"q","active":true},{"rid":"h","active":true},{"rid":"f","active":false}]}}`,
 }
 
 func wireJSONEqual(t *testing.T, got, want []byte) {
@@ -344,6 +351,14 @@ func TestParseDataChannelErrors(t *testing.T) {
 		{wireSubscriptionJSON(MaxSubscriptions+1, "subscribe"), ErrInvalid, "m.call.track_subscription: subscribe has 257 entries, more than 256"},
 		{wireSubscriptionJSON(MaxSubscriptions+1, "unsubscribe"), ErrInvalid, "m.call.track_subscription: unsubscribe has 257 entries, more than 256"},
 		{`{"type":"m.call.ping","content":[]}`, ErrInvalid, "m.call.ping: invalid message: …"},
+		{`{"type":"org.matrix.msc3898.call.active_speakers","content":{}}`, ErrInvalid, "org.matrix.msc3898.call.active_speakers: speakers is missing"},
+		{`{"type":"org.matrix.msc3898.call.active_speakers","content":{"speakers":[{"stream_id":"s","track_id":"t","level":1.5}]}}`, ErrInvalid,
+			"org.matrix.msc3898.call.active_speakers: speakers[0].level is not between 0 and 1"},
+		{`{"type":"org.matrix.msc3898.call.active_speakers","content":{"speakers":[{"stream_id":"s","level":0}]}}`, ErrInvalid,
+			"org.matrix.msc3898.call.active_speakers: speakers[0].track_id is empty"},
+		{`{"type":"org.matrix.msc3898.call.subscription_state","content":{"track_id":"t"}}`, ErrInvalid, "org.matrix.msc3898.call.subscription_state: stream_id is empty"},
+		{`{"type":"org.matrix.msc3898.call.publish_layers","content":{"stream_id":"s","track_id":"t"}}`, ErrInvalid,
+			"org.matrix.msc3898.call.publish_layers: layers has 0 entries, want 1 to 16"},
 		{`{"type":5}`, ErrInvalid, "data channel: invalid message: …"},
 		{`not json`, ErrInvalid, "data channel: invalid message: …"},
 		{``, ErrInvalid, "data channel: invalid message: …"},
@@ -365,6 +380,9 @@ func TestParseDataChannelAccepts(t *testing.T) {
 		{`{"type":"m.call.ping"}`, &Ping{}},
 		{`{"type":"m.call.pong","content":null}`, &Pong{}},
 		{`{"type":"m.call.pong","content":{"extra":1}}`, &Pong{}},
+		{`{"type":"org.matrix.msc3898.call.active_speakers","content":{"speakers":[]}}`, &ActiveSpeakers{Speakers: []ActiveSpeaker{}}},
+		{`{"type":"org.matrix.msc3898.call.publish_layers","content":{"stream_id":"s","track_id":"t","layers":[{"active":false}]}}`,
+			&PublishLayers{StreamID: "s", TrackID: "t", Layers: []PublishLayer{{}}}},
 		{`{"type":"m.call.track_subscription","content":{}}`, &TrackSubscription{}},
 		{wireSubscriptionJSON(MaxSubscriptions, "unsubscribe"), nil},
 		{`{"type":"m.call.sdp_stream_metadata_changed","content":{"sdp_stream_metadata":{}}}`, &MetadataChanged{Metadata: metadata.Metadata{}}},
@@ -414,6 +432,11 @@ func TestGoValuesRoundTrip(t *testing.T) {
 		&MetadataChanged{Metadata: md},
 		&Ping{},
 		&Pong{},
+		&ActiveSpeakers{Speakers: []ActiveSpeaker{{UserID: "@u:hs", DeviceID: "D", StreamID: "s", TrackID: "t", Level: 0.25}, {StreamID: "s2", TrackID: "t2"}}},
+		&ActiveSpeakers{Speakers: []ActiveSpeaker{}},
+		&SubscriptionState{StreamID: "s", TrackID: "t", Paused: true},
+		&SubscriptionState{StreamID: "s", TrackID: "t"},
+		&PublishLayers{StreamID: "s", TrackID: "t", Layers: []PublishLayer{{RID: "q", Active: true}, {RID: "h"}}},
 	} {
 		out, err := MarshalDataChannel(v)
 		if err != nil {
@@ -484,6 +507,8 @@ func FuzzParseDataChannel(f *testing.F) {
 	f.Add([]byte(`{"type":"m.call.sdp_stream_metadata_changed","content":{"org.matrix.msc3077.sdp_stream_metadata":{}}}`))
 	f.Add([]byte(`{"type":"m.call.ping"}`))
 	f.Add([]byte(`{"type":"m.call.negotiate","content":null}`))
+	f.Add([]byte(`{"type":"org.matrix.msc3898.call.active_speakers","content":{"speakers":[{"stream_id":"s","track_id":"t","level":1e-7}]}}`))
+	f.Add([]byte(`{"type":"org.matrix.msc3898.call.publish_layers","content":{"stream_id":"s","track_id":"t","layers":[{"rid":"q"}]}}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		msg, err := ParseDataChannel(raw)
@@ -537,7 +562,7 @@ func TestDocExamples(t *testing.T) {
 			if _, err := json.Marshal(msg); err != nil {
 				t.Fatalf("example %d does not re-encode: %v", i, err)
 			}
-		case DCTrackSubscription, DCNegotiate, DCMetadataChanged, DCPing, DCPong:
+		case DCTrackSubscription, DCNegotiate, DCMetadataChanged, DCPing, DCPong, DCActiveSpeakers, DCSubscriptionState, DCPublishLayers:
 			if _, err := ParseDataChannel([]byte(block)); err != nil {
 				t.Fatalf("example %d: %v", i, err)
 			}
@@ -560,7 +585,7 @@ func TestDocExamples(t *testing.T) {
 		}
 	}
 	for _, typ := range []string{TypeInvite.Type, TypeAnswer.Type, TypeCandidates.Type, TypeSelectAnswer.Type, TypeHangup.Type,
-		DCTrackSubscription, DCNegotiate, DCMetadataChanged, DCPing, DCPong,
+		DCTrackSubscription, DCNegotiate, DCMetadataChanged, DCPing, DCPong, DCActiveSpeakers, DCSubscriptionState, DCPublishLayers,
 		StateCallMember.Type, StateCallMemberUnstable.Type} {
 		if !seen[typ] {
 			t.Errorf("docs/matrix.md has no example of %s", typ)
