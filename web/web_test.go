@@ -31,6 +31,11 @@ func TestHandlerServesFiles(t *testing.T) {
 		{"/index.html", "text/html; charset=utf-8", `<title>focus`},
 		{"/app.js", "text/javascript; charset=utf-8", "window.focusStats"},
 		{"/style.css", "text/css; charset=utf-8", ".panel"},
+		// Simulcast publishing and the viewer's size cap (their behaviour is
+		// tested in a browser by e2e/browser_simulcast_test.go).
+		{"/?simulcast=1", "text/html; charset=utf-8", `id="publish-simulcast"`},
+		{"/?width=320&height=180", "text/html; charset=utf-8", `id="watch-size"`},
+		{"/app.js?simulcast", "text/javascript; charset=utf-8", "scaleResolutionDownBy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

@@ -4,8 +4,14 @@
 //
 // Test hooks, read by the browser tests and handy in the console:
 //   window.focusState  {publish: phase, watch: phase}
-//   window.focusStats  {publish: {...}, watch: {...}}, refreshed every second
+//   window.focusStats  {publish: {...}, watch: {...}}, refreshed every second;
+//                      publish.layers lists the simulcast layers sent,
+//                      watch.asked the size the viewer asked the focus for
 //   window.focusErrors [{side, message, time}], every error shown on the page
+//
+// Query string: room, mode=publish|watch, autostart=1; simulcast=1 for the
+// publisher; width=W&height=H (or size=fit) for the watcher, which it passes
+// on to the WHEP POST.
 'use strict';
 
 (() => {
@@ -15,6 +21,19 @@
   const HTTP_TIMEOUT_MS = 15000;
   const STATS_INTERVAL_MS = 1000;
   const LOG_LINES = 100;
+
+  // Simulcast sends the camera three times, lowest first: the focus numbers
+  // layers in the order of the offer's RIDs and reads each one's size from
+  // its VP8 keyframes. Chrome sends three layers only from about 960x540
+  // up, hence the camera size.
+  const SIMULCAST_LAYERS = [
+    { rid: 'q', scaleResolutionDownBy: 4 },
+    { rid: 'h', scaleResolutionDownBy: 2 },
+    { rid: 'f', scaleResolutionDownBy: 1 },
+  ];
+  const SIMULCAST_CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 } };
+  // The focus refuses larger sizes (and anything but whole numbers).
+  const MAX_VIEW_SIZE = 16384;
 
   const hooks = {
     state: { publish: 'idle', watch: 'idle' },
@@ -128,12 +147,14 @@
     }
 
     // negotiate sends the complete offer and applies the answer. It returns
-    // false when the session was stopped meanwhile.
-    async negotiate(pc, room) {
+    // false when the session was stopped meanwhile. query, when not empty,
+    // goes on the POST's URL.
+    async negotiate(pc, room, query) {
       await pc.setLocalDescription(await pc.createOffer());
       await gatheringComplete(pc);
       if (this.pc !== pc) return false;
-      const url = `${this.endpoint}/${encodeURIComponent(room)}`;
+      let url = `${this.endpoint}/${encodeURIComponent(room)}`;
+      if (query && query.toString()) url += `?${query}`;
       log(this.side, `POST ${url}`);
       const res = await fetchWithTimeout(url, {
         method: 'POST',
@@ -246,6 +267,7 @@
         time: Date.now(),
         audio: { packets: 0, bytes: 0, bitrate: 0 },
         video: { packets: 0, bytes: 0, bitrate: 0 },
+        layers: [],
       };
       const byId = new Map();
       report.forEach((r) => byId.set(r.id, r));
@@ -274,12 +296,27 @@
         if (!m) continue;
         m.packets += r[packetsField] || 0;
         m.bytes += r[bytesField] || 0;
-        m.bitrate += (this.rate(`${r.id}/bytes`, r[bytesField] || 0, r.timestamp) || 0) * 8;
+        const bitrate = (this.rate(`${r.id}/bytes`, r[bytesField] || 0, r.timestamp) || 0) * 8;
+        m.bitrate += bitrate;
+        if (kind === 'video' && r.rid) {
+          // One outbound-rtp per simulcast layer. Chrome stops sending a
+          // layer while its bandwidth estimate cannot carry it.
+          s.layers.push({
+            rid: r.rid,
+            width: r.frameWidth || 0,
+            height: r.frameHeight || 0,
+            fps: r.framesPerSecond || 0,
+            bitrate,
+            active: r.active !== false,
+            limitation: r.qualityLimitationReason || '',
+          });
+        }
         const codec = byId.get(r.codecId);
         if (codec) m.codec = codec.mimeType;
         if (this.rtpType === 'inbound-rtp') m.packetsLost = (m.packetsLost || 0) + (r.packetsLost || 0);
         if (kind === 'video') {
-          if (r.frameWidth) {
+          // Simulcast: the resolution is the top layer's.
+          if (r.frameWidth && r.frameWidth >= (m.width || 0)) {
             m.width = r.frameWidth;
             m.height = r.frameHeight;
           }
@@ -291,6 +328,8 @@
           if (r.nackCount !== undefined) m.nackCount = (m.nackCount || 0) + r.nackCount;
         }
       }
+      const order = SIMULCAST_LAYERS.map((l) => l.rid);
+      s.layers.sort((a, b) => order.indexOf(a.rid) - order.indexOf(b.rid) || a.width - b.width);
       // Flat copies of the numbers tests and people look at most.
       s.width = s.video.width || 0;
       s.height = s.video.height || 0;
@@ -330,6 +369,7 @@
       const busy = phase === 'starting camera' || phase === 'connecting' || phase === 'publishing';
       this.el('camera').disabled = busy || this.stream !== null;
       this.el('start').disabled = busy;
+      this.el('simulcast').disabled = busy;
       this.el('stop').disabled = phase === 'idle' || phase === 'stopped';
     }
 
@@ -340,7 +380,11 @@
     }
 
     async startCamera() {
-      if (this.stream) return this.stream;
+      const simulcast = this.el('simulcast').checked;
+      if (this.stream) {
+        if (simulcast) await this.raiseCameraSize(this.stream);
+        return this.stream;
+      }
       this.clearError();
       if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
         throw new Error('this page cannot use the camera: browsers allow it only in a secure context, ' +
@@ -349,7 +393,7 @@
       this.setPhase('starting camera');
       let stream;
       try {
-        stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+        stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: simulcast ? SIMULCAST_CAMERA : true });
       } catch (err) {
         this.setPhase('idle');
         throw new Error(`camera and microphone: ${err.name}: ${err.message}`);
@@ -362,6 +406,42 @@
       return stream;
     }
 
+    // raiseCameraSize asks a camera started without simulcast for the size
+    // simulcast needs. A camera that cannot do it sends what it has, and
+    // Chrome then sends fewer layers.
+    async raiseCameraSize(stream) {
+      for (const track of stream.getVideoTracks()) {
+        const { width = 0 } = track.getSettings();
+        if (width >= 1280) continue;
+        try {
+          await track.applyConstraints(SIMULCAST_CAMERA);
+          const got = track.getSettings();
+          log(this.side, `camera now ${got.width}×${got.height}`);
+        } catch (err) {
+          log(this.side, `camera cannot go to 1280×720 (${err.name}); fewer simulcast layers`, true);
+        }
+      }
+    }
+
+    // addVideo adds the camera's video, as three simulcast layers when
+    // asked, and then in VP8 only: the focus reads the layers' sizes from
+    // VP8 keyframes to give each viewer the layer it asked for.
+    addVideo(pc, track, stream, simulcast) {
+      const init = { direction: 'sendonly', streams: [stream] };
+      if (!simulcast) return pc.addTransceiver(track, init);
+      init.sendEncodings = SIMULCAST_LAYERS.map((l) => ({ ...l }));
+      const tr = pc.addTransceiver(track, init);
+      const caps = RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video');
+      if (caps && tr.setCodecPreferences) {
+        const vp8 = caps.codecs.filter((c) => c.mimeType.toLowerCase() === 'video/vp8');
+        const repair = caps.codecs.filter((c) => /^video\/(rtx|red|ulpfec)$/i.test(c.mimeType));
+        if (vp8.length) tr.setCodecPreferences([...vp8, ...repair]);
+      }
+      const layers = tr.sender.getParameters().encodings || [];
+      log(this.side, `simulcast: ${layers.map((e) => e.rid).join(', ') || 'not supported by this browser'}`);
+      return tr;
+    }
+
     async publish() {
       this.clearError();
       const room = this.el('room').value.trim();
@@ -370,8 +450,10 @@
       const stream = await this.startCamera();
       await this.stopSession();
       const pc = this.newPeerConnection();
+      const simulcast = this.el('simulcast').checked;
       for (const track of stream.getTracks()) {
-        pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        if (track.kind === 'video') this.addVideo(pc, track, stream, simulcast);
+        else pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
       }
       this.setPhase('connecting');
       if (!await this.negotiate(pc, room)) return;
@@ -381,6 +463,15 @@
       a.href = link.toString();
       a.textContent = link.toString();
       this.el('share').hidden = false;
+    }
+
+    render(s) {
+      super.render(s);
+      this.el('layers').textContent = s.layers.length ? s.layers.map((l) => {
+        if (!l.active) return `${l.rid} off`;
+        const size = l.width ? `${l.width}×${l.height}` : 'not sending';
+        return `${l.rid} ${size} ${formatBitrate(l.bitrate)}` + (l.limitation && l.limitation !== 'none' ? ` (${l.limitation})` : '');
+      }).join(' · ') : '–';
     }
 
     async stop() {
@@ -398,6 +489,8 @@
   class Watcher extends Session {
     constructor() {
       super('watch', 'whep', 'inbound-rtp');
+      this.asked = null;
+      this.urlSize = null;
       this.el('form').addEventListener('submit', (ev) => {
         ev.preventDefault();
         this.watch().catch((e) => this.fail(e));
@@ -409,6 +502,7 @@
     updateButtons(phase) {
       const busy = phase === 'connecting' || phase === 'watching';
       this.el('start').disabled = busy;
+      this.el('size').disabled = busy;
       this.el('stop').disabled = phase === 'idle' || phase === 'stopped';
     }
 
@@ -428,11 +522,46 @@
       if (!video.muted) video.play().catch((e) => this.showError(`play: ${e.message}`));
     }
 
+    // askedSize returns the width and height (strings, either may be
+    // missing) the viewer asks the focus for, or null for the top layer. A
+    // size given in the page's URL goes to the focus as typed, so the focus
+    // judges it and the page shows its answer.
+    askedSize() {
+      const choice = this.el('size').value;
+      if (choice === '') return null;
+      if (choice === 'url') return this.urlSize;
+      if (choice === 'fit') {
+        // The player's box in device pixels: what the screen can show.
+        const box = this.el('video').getBoundingClientRect();
+        const dpr = window.devicePixelRatio || 1;
+        const px = (v) => String(Math.min(MAX_VIEW_SIZE, Math.max(1, Math.round(v * dpr))));
+        return { width: px(box.width), height: px(box.height) };
+      }
+      const [width, height] = choice.split('x');
+      return { width, height };
+    }
+
+    // setURLSize adds the size from the page's URL to the choices and picks it.
+    setURLSize(width, height) {
+      this.urlSize = {};
+      if (width !== null) this.urlSize.width = width;
+      if (height !== null) this.urlSize.height = height;
+      const opt = document.createElement('option');
+      opt.value = 'url';
+      opt.textContent = `${width ?? 'any'}×${height ?? 'any'} (from the URL)`;
+      this.el('size').append(opt);
+      this.el('size').value = 'url';
+    }
+
     async watch() {
       this.clearError();
       const room = this.el('room').value.trim();
       if (!room) throw new Error('enter a room name');
       this.token = this.el('token').value.trim();
+      const size = this.askedSize();
+      const query = new URLSearchParams(size || {});
+      this.asked = size;
+      this.el('asked').textContent = size ? `${size.width ?? 'any'}×${size.height ?? 'any'}` : 'top layer';
       await this.stopSession();
       const pc = this.newPeerConnection();
       pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -446,7 +575,13 @@
         video.play().catch((e) => log(this.side, `play: ${e.message}`, true));
       });
       this.setPhase('connecting');
-      await this.negotiate(pc, room);
+      await this.negotiate(pc, room, query);
+    }
+
+    summarize(pc, report) {
+      const s = super.summarize(pc, report);
+      s.asked = this.asked;
+      return s;
     }
 
     render(s) {
@@ -481,6 +616,12 @@
   if (params.has('mode')) {
     document.body.dataset.mode = mode;
     $(mode).classList.add('selected');
+  }
+  if (params.get('simulcast') === '1') $('publish-simulcast').checked = true;
+  if (params.has('width') || params.has('height')) {
+    watcher.setURLSize(params.get('width'), params.get('height'));
+  } else if (params.has('size') && [...$('watch-size').options].some((o) => o.value === params.get('size'))) {
+    $('watch-size').value = params.get('size');
   }
   if (params.get('autostart') === '1') {
     if (mode === 'watch') watcher.watch().catch((e) => watcher.fail(e));
