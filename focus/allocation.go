@@ -100,6 +100,29 @@ func (p *Participant) probe(now time.Time) {
 	}
 }
 
+// startLayer is the layer a new subscription of src starts at: the
+// allocator's choice for src alone, within the subscriber's caps and
+// current estimate.
+func (d *DownTrack) startLayer(src *UpTrack) int {
+	top := len(src.layers) - 1
+	w := d.wantedLayer(src)
+	if w < 0 || top == 0 {
+		return max(w, 0)
+	}
+	e := d.sub.bandwidthEstimator()
+	if e == nil {
+		return w
+	}
+	now := d.sub.conf.sfu.now()
+	t := []allocator.Track{{Priority: allocator.PriorityVideo, MaxLayer: w, Current: -1, Layers: src.allocatorLayers(now, nil)}}
+	var dec [1]allocator.Decision
+	allocator.Allocate(e.TargetBitrate(), t, dec[:])
+	if dec[0].Layer < 0 {
+		return 0
+	}
+	return dec[0].Layer
+}
+
 // allocInput returns what the allocator needs of d: its source and the
 // layer it forwards (or switches to), and false when it has no source.
 func (d *DownTrack) allocInput() (src *UpTrack, current int, ok bool) {
@@ -154,6 +177,13 @@ func (d *DownTrack) apply(dec allocator.Decision, src *UpTrack) (pauseChanged bo
 	if d.closed {
 		d.mu.Unlock()
 		return false
+	}
+	if (d.awaitKeyframe || d.target != d.current) && d.bound && !d.paused && !d.held && d.target != nil {
+		// Still waiting for the keyframe a switch or start asked for: a
+		// publisher may ignore a request that came too soon after the
+		// last (libwebrtc does), so ask again. The keyframer spaces the
+		// requests and holds them while one is answered.
+		defer d.target.up.RequestKeyframe(d.target.index)
 	}
 	d.wantTID = dec.Temporal
 	if tidBelow(dec.Temporal, d.maxTID) {

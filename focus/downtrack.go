@@ -139,8 +139,9 @@ func (d *DownTrack) Source() *UpTrack {
 // SetSource makes src the track this down track forwards. Forwarding
 // moves at src's next keyframe; until then the previous source, if any,
 // goes on. The layer is the allocator's choice within the subscriber's
-// caps (SetMaxLayer, SetMaxSize); it starts at the highest the caps
-// allow. src must have the down track's kind and codec.
+// caps (SetMaxLayer, SetMaxSize) and bandwidth; it starts at the best
+// that the caps and the current estimate allow. src must have the down
+// track's kind and codec.
 func (d *DownTrack) SetSource(src *UpTrack) error {
 	if src.info.Kind != d.kind {
 		return ErrKindMismatch
@@ -148,27 +149,43 @@ func (d *DownTrack) SetSource(src *UpTrack) error {
 	if !mimeEqual(src.info.Codec.MimeType, d.codec.MimeType) {
 		return ErrCodecMismatch
 	}
-	d.mu.Lock()
-	i := min(d.maxLayer, len(src.layers)-1)
-	d.mu.Unlock()
-	return d.setTarget(src.layers[i])
+	return d.setTarget(src.layers[d.startLayer(src)])
 }
 
 // SetMaxLayer caps the layer forwarded to the subscriber: a choice of
-// simulcast quality. It takes effect at the next allocation.
+// simulcast quality. A lower cap applies at once, a higher one at the
+// next allocation.
 func (d *DownTrack) SetMaxLayer(i int) {
 	d.mu.Lock()
 	d.maxLayer = max(0, min(i, maxLayers))
 	d.mu.Unlock()
+	d.applyCaps()
 }
 
 // SetMaxSize caps the layer forwarded to the subscriber by the size it
 // shows the video at: the smallest layer at least that large will do.
-// Zero in both removes the cap.
+// Zero in both removes the cap. A lower cap applies at once, a higher
+// one at the next allocation.
 func (d *DownTrack) SetMaxSize(width, height uint32) {
 	d.mu.Lock()
 	d.maxSize = Size{Width: width, Height: height}
 	d.mu.Unlock()
+	d.applyCaps()
+}
+
+// applyCaps moves the down track below a cap it is now above, without
+// waiting for the control loop: a subscriber that has just subscribed
+// and set its caps then starts on the right layer, at one keyframe.
+func (d *DownTrack) applyCaps() {
+	d.mu.Lock()
+	t := d.target
+	d.mu.Unlock()
+	if t == nil {
+		return
+	}
+	if w := d.wantedLayer(t.up); w >= 0 && w < t.index {
+		_ = d.setTarget(t.up.layers[w])
+	}
 }
 
 // setTarget makes l the layer to forward, from its next keyframe.

@@ -415,3 +415,65 @@ func TestSpeakersAndLoudestAudio(t *testing.T) {
 		t.Fatalf("with MaxAudioForwarded 1: %d loud and %d quiet packets forwarded", loud, quiet)
 	}
 }
+
+// Caps set right after subscribing apply at once, before the control
+// loop runs, so a new viewer starts on its layer at one keyframe.
+func TestCapsApplyAtOnce(t *testing.T) {
+	f := newFixture(t, vp8Codec, KindVideo, nil)
+	s := newSimulcast(t, f)
+	s.run(50*time.Millisecond, nil) // keyframes on every layer: sizes known
+	d, _, _ := f.subscriber(t, s.up, nil)
+	if d.Layer() != 2 {
+		t.Fatalf("uncapped subscriber starts on layer %d, want 2", d.Layer())
+	}
+	d.SetMaxSize(320, 180)
+	if d.Layer() != 0 {
+		t.Fatalf("after a size cap on layer %d, want 0", d.Layer())
+	}
+	d.SetMaxSize(0, 0)
+	d.SetMaxLayer(1)
+	if d.Layer() != 0 {
+		t.Fatal("a higher cap moved the subscriber before the allocator")
+	}
+
+	// With an estimate, a new subscription starts where it fits.
+	p, _ := f.sfu.Join("c", ParticipantInfo{})
+	est := &fixedEstimate{}
+	est.bps.Store(700_000)
+	p.SetBandwidthEstimator(est)
+	d2, err := p.Subscribe(s.up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2.Layer() != 1 {
+		t.Fatalf("at 700 kbit/s a subscription starts on layer %d, want 1", d2.Layer())
+	}
+}
+
+// A keyframe request that the publisher ignores is repeated while the
+// subscriber waits, spaced by the keyframer.
+func TestUnansweredKeyframeRequestRepeated(t *testing.T) {
+	f := newFixture(t, vp8Codec, KindVideo, nil)
+	f.subscriber(t, f.up, nil) // bound, waiting for a first keyframe
+	if err := f.up.HandleRTP(0, packet(t, 0x42, 1, 0, vp8Frame(false, 1, 0, 0, false), nil)); err != nil {
+		t.Fatal(err)
+	}
+	first := f.upRTC.plis()
+	if first == 0 {
+		t.Fatal("binding asked for no keyframe")
+	}
+	for i := 0; i < 5; i++ { // 500 ms: the request is still in flight
+		f.clock.Advance(controlInterval)
+		f.sfu.control(f.clock.Now())
+	}
+	if f.upRTC.plis() != first {
+		t.Fatalf("%d requests within 500 ms, want %d", f.upRTC.plis(), first)
+	}
+	for i := 0; i < 6; i++ {
+		f.clock.Advance(controlInterval)
+		f.sfu.control(f.clock.Now())
+	}
+	if f.upRTC.plis() <= first {
+		t.Fatal("an unanswered keyframe request was never repeated")
+	}
+}
