@@ -454,10 +454,10 @@ func TestCapsApplyAtOnce(t *testing.T) {
 // subscriber waits, spaced by the keyframer.
 func TestUnansweredKeyframeRequestRepeated(t *testing.T) {
 	f := newFixture(t, vp8Codec, KindVideo, nil)
-	f.subscriber(t, f.up, nil) // bound, waiting for a first keyframe
 	if err := f.up.HandleRTP(0, packet(t, 0x42, 1, 0, vp8Frame(false, 1, 0, 0, false), nil)); err != nil {
 		t.Fatal(err)
 	}
+	f.subscriber(t, f.up, nil) // bound, waiting for a first keyframe
 	first := f.upRTC.plis()
 	if first == 0 {
 		t.Fatal("binding asked for no keyframe")
