@@ -477,3 +477,16 @@ func TestUnansweredKeyframeRequestRepeated(t *testing.T) {
 		t.Fatal("an unanswered keyframe request was never repeated")
 	}
 }
+
+// A keyframe asked for before the publisher sent anything is asked for
+// at its first packet.
+func TestKeyframeRequestBeforeFirstPacket(t *testing.T) {
+	f := newFixture(t, vp8Codec, KindVideo, nil)
+	f.subscriber(t, f.up, nil)
+	if err := f.up.HandleRTP(0, packet(t, 0x42, 1, 0, vp8Frame(false, 1, 0, 0, false), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if f.upRTC.plis() != 1 {
+		t.Fatalf("%d keyframe requests at the first packet, want 1", f.upRTC.plis())
+	}
+}

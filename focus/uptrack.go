@@ -272,6 +272,12 @@ func (t *UpTrack) RequestKeyframe(i int) {
 		return
 	}
 	l := t.layers[i]
+	if l.ssrc.Load() == 0 {
+		// Nothing received yet, so nothing to address a PLI to: ask at
+		// the layer's first packet instead.
+		l.kf.pending.Store(true)
+		return
+	}
 	if l.kf.request(t.owner.conf.sfu.now()) {
 		t.sendPLI(l)
 	}
