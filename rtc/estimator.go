@@ -17,15 +17,18 @@ import (
 )
 
 // Bounds of every connection's send-side estimate, in bits per second.
-// A new subscriber starts at 1 Mbit/s: enough for audio, a low and a
-// middle simulcast layer, so a call starts watchable and the estimate
-// (or a probe) climbs from there; starting higher risks a burst that a
-// mobile link answers with loss. The floor keeps audio and one thumbnail
+// A new subscriber starts at 3 Mbit/s: a small call's cameras (two
+// non-simulcast 720p videos, or the middle layers of four simulcast
+// ones) arrive whole from the first frame, instead of some being paused
+// for seconds while gcc climbs (about 8 % a second) or a probe proves
+// more. A link that cannot take it shows delay or loss in the first
+// feedback, a few hundred milliseconds in, and gcc cuts at once; with
+// simulcast the allocator then moves to lower layers. The floor keeps audio and one thumbnail
 // alive under heavy loss, where gcc would otherwise sink towards its
 // own 5 kbit/s floor and take seconds to recover. The ceiling is above
 // any layer set Element Call publishes, with room for screen sharing.
 const (
-	bweInitial = 1_000_000
+	bweInitial = 3_000_000
 	bweMin     = 100_000
 	bweMax     = 20_000_000
 )
