@@ -246,6 +246,8 @@ func (cl *call) handleDC(msg webrtc.DataChannelMessage) {
 		c.mu.Lock()
 		cl.available = m.Metadata.clone()
 		c.mu.Unlock()
+	case DCActiveSpeakers, DCSubscriptionState, DCPublishLayers:
+		// Recorded above; nothing to do.
 	default:
 		c.problem("data channel: unexpected type %q", env.Type)
 	}

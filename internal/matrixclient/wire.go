@@ -41,6 +41,12 @@ const (
 	DCMetadataChanged   = "m.call.sdp_stream_metadata_changed"
 	DCPing              = "m.call.ping"
 	DCPong              = "m.call.pong"
+	// The focus's own media-quality messages, focus → client
+	// (docs/matrix.md, "Media quality"). They are recorded like any
+	// message; a test reads them from Messages.
+	DCActiveSpeakers    = "org.matrix.msc3898.call.active_speakers"
+	DCSubscriptionState = "org.matrix.msc3898.call.subscription_state"
+	DCPublishLayers     = "org.matrix.msc3898.call.publish_layers"
 )
 
 // DataChannelLabel is the label of the one data channel the client opens.
