@@ -69,8 +69,10 @@ func (s *SFU) probe(now time.Time) {
 	}
 }
 
-// layerRate is a layer's measured bit rate, smoothed, in total and up to
-// each VP8 temporal layer. Owned by the control loop.
+// layerRate measures a layer's bit rate, smoothed, in total and up to
+// each VP8 temporal layer. Owned by the control loop, which publishes the
+// results in the layer's atomics for readers on other goroutines (a new
+// subscription's first layer choice).
 type layerRate struct {
 	at       time.Time
 	bytes    uint64
@@ -98,10 +100,12 @@ func (r *layerRate) update(l *layer, now time.Time) {
 	a := min(1, float64(el)/float64(rateWindow))
 	sec := el.Seconds()
 	r.bitrate += a * (float64(b-r.bytes)*8/sec - r.bitrate)
+	l.bitrate.Store(uint64(r.bitrate))
 	var cum float64
 	for i := range tb {
 		cum += float64(tb[i]-r.tidBytes[i]) * 8 / sec
 		r.temporal[i] += a * (cum - r.temporal[i])
+		l.temporal[i].Store(uint64(r.temporal[i]))
 	}
 	r.at, r.bytes, r.tidBytes = now, b, tb
 }
@@ -171,13 +175,16 @@ func (t *UpTrack) allocatorLayers(now time.Time, dst []allocator.Layer) []alloca
 	// its subscribers keep their layers for when it comes back.
 	keep := !anyLive || t.muted.Load()
 	for _, l := range t.layers {
-		al := allocator.Layer{Bitrate: uint64(l.rate.bitrate), Live: keep || l.live(now)}
-		if t.isVP8 && l.rate.temporal[0] > 0 {
-			for i := range l.rate.temporal {
-				if i > 0 && l.rate.temporal[i] <= l.rate.temporal[i-1] {
+		al := allocator.Layer{Bitrate: l.bitrate.Load(), Live: keep || l.live(now)}
+		if t.isVP8 && l.temporal[0].Load() > 0 {
+			prev := uint64(0)
+			for i := range l.temporal {
+				r := l.temporal[i].Load()
+				if i > 0 && r <= prev {
 					break // no packets of this temporal layer
 				}
-				al.Temporal = append(al.Temporal, uint64(l.rate.temporal[i]))
+				al.Temporal = append(al.Temporal, r)
+				prev = r
 			}
 			if len(al.Temporal) < 2 {
 				al.Temporal = nil

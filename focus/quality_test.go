@@ -490,3 +490,57 @@ func TestKeyframeRequestBeforeFirstPacket(t *testing.T) {
 		t.Fatalf("%d keyframe requests at the first packet, want 1", f.upRTC.plis())
 	}
 }
+
+// The control loop runs beside packets, subscriptions and caps from
+// other goroutines; under -race this finds unguarded state.
+func TestControlLoopConcurrency(t *testing.T) {
+	s := New(Options{MaxAudioForwarded: 1})
+	defer s.Close()
+	pub, _ := s.Join("c", ParticipantInfo{})
+	up, err := pub.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Layers: []string{"q", "h", "f"}}, &rtcpRecorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audio, _ := pub.Publish(TrackInfo{Kind: KindAudio, Codec: opus, Extensions: []HeaderExtension{{ID: 1, URI: extAudioLevel}}}, nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for l := 0; l < 3; l++ {
+				_ = up.HandleRTP(l, packet(t, uint32(0x100+l), uint16(i), uint32(i)*3000, vp8Frame(i%50 == 0, uint16(i), 0, uint8(i%2), i%2 == 0, make([]byte, 200)...), nil))
+			}
+			_ = audio.HandleRTP(0, packet(t, 0x300, uint16(i), uint32(i)*960, []byte{1, 2}, map[uint8][]byte{1: {30}}))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		p, _ := s.Join("c", ParticipantInfo{})
+		est := &fixedEstimate{}
+		est.bps.Store(600_000)
+		p.SetBandwidthEstimator(est)
+		d, err := p.Subscribe(up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Bind(Binding{SSRC: 7, PayloadType: 96, RTXSSRC: 8, RTXPayloadType: 97, Writer: &discardWriter{}})
+		d.SetMaxSize(320, 180)
+		d.HandleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: 1, LostPackets: 0xffff}}}})
+		if _, err := p.Subscribe(audio); err != nil {
+			t.Fatal(err)
+		}
+		up.SetMuted(true)
+		up.SetMuted(false)
+		time.Sleep(20 * time.Millisecond)
+		_ = s.Conference("c").Speakers()
+		p.Leave()
+	}
+	close(stop)
+	<-done
+}

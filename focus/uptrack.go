@@ -74,8 +74,11 @@ type layer struct {
 	// allocator knows what dropping upper temporal layers saves.
 	tidBytes [maxTemporal]atomic.Uint64
 
-	// rate is owned by the SFU's control loop.
-	rate layerRate
+	// rate is owned by the SFU's control loop, which publishes its
+	// figures (bits per second) in bitrate and temporal.
+	rate     layerRate
+	bitrate  atomic.Uint64
+	temporal [maxTemporal]atomic.Uint64 // cumulative up to each TID
 }
 
 // maxTemporal is the number of VP8 temporal layers tracked.
