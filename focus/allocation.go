@@ -2,8 +2,8 @@ package focus
 
 import (
 	"fmt"
-	"os"
 	"math"
+	"os"
 	"time"
 
 	"github.com/focus-sfu/focus/focus/allocator"
