@@ -1,9 +1,7 @@
 package focus
 
 import (
-	"fmt"
 	"math"
-	"os"
 	"time"
 
 	"github.com/focus-sfu/focus/focus/allocator"
@@ -66,18 +64,6 @@ func (p *Participant) allocate(now time.Time) {
 	a.decisions = a.decisions[:len(a.tracks)]
 	r := allocator.Allocate(estimate, a.tracks, a.decisions)
 	a.used, a.wanted = r.Used, r.Wanted
-	if p.bandwidthEstimator() != nil && len(a.tracks) > 0 {
-		var gl, gr uint64
-		if e := p.bandwidthEstimator(); e != nil {
-			gr = e.TargetBitrate()
-		}
-		var rates []uint64
-		for _, l := range a.tracks[0].Layers {
-			rates = append(rates, l.Bitrate)
-		}
-		_ = gl
-		fmt.Fprintf(os.Stderr, "DBG %s est=%d gcc=%d conf=%d probe=%d fail=%d cur=%d dec=%+v used=%d wanted=%d rates=%v\n", now.Format("05.000"), estimate, gr, a.probe.confirmed, a.probe.state, a.probe.failures, a.tracks[0].Current, a.decisions[0], r.Used, r.Wanted, rates)
-	}
 
 	var events []Event
 	for i, d := range a.downs {
