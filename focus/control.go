@@ -79,6 +79,7 @@ type layerRate struct {
 	tidBytes [maxTemporal]uint64
 	bitrate  float64
 	temporal [maxTemporal]float64 // cumulative: up to and including TID i
+	measured bool
 }
 
 func (r *layerRate) update(l *layer, now time.Time) {
@@ -96,8 +97,13 @@ func (r *layerRate) update(l *layer, now time.Time) {
 		return
 	}
 	// Exponential smoothing with the real elapsed time, so a late round
-	// weighs as much as it should.
+	// weighs as much as it should. The first round with packets sets the
+	// rate outright: ramping up from zero would make a new track look
+	// cheap, then dear, and pause and resume its subscribers.
 	a := min(1, float64(el)/float64(rateWindow))
+	if !r.measured && b > r.bytes {
+		a, r.measured = 1, true
+	}
 	sec := el.Seconds()
 	r.bitrate += a * (float64(b-r.bytes)*8/sec - r.bitrate)
 	l.bitrate.Store(uint64(r.bitrate))
@@ -176,6 +182,12 @@ func (t *UpTrack) allocatorLayers(now time.Time, dst []allocator.Layer) []alloca
 	keep := !anyLive || t.muted.Load()
 	for _, l := range t.layers {
 		al := allocator.Layer{Bitrate: l.bitrate.Load(), Live: keep || l.live(now)}
+		if al.Bitrate == 0 && len(t.layers) == 1 {
+			// A single-layer track not measured yet: there is nothing
+			// lower to fall back to, so do not pause it on a guess; the
+			// next round knows its rate.
+			al.Bitrate = 1
+		}
 		if t.isVP8 && l.temporal[0].Load() > 0 {
 			prev := uint64(0)
 			for i := range l.temporal {
