@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/pion/webrtc/v4"
@@ -31,6 +32,20 @@ type PublishFunc func(info focus.TrackInfo) (*focus.UpTrack, error)
 // Receive publishes track (or joins it to its receiver's UpTrack) and
 // feeds it until it ends. Call it from PeerConnection.OnTrack.
 func (p *Publications) Receive(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, publish PublishFunc, log zerolog.Logger) {
+	if isRTX(track.Codec().MimeType) {
+		// pion announces a retransmission stream it could not pair with
+		// its media stream (seen after an ICE restart of a simulcast
+		// publisher) as a track of its own. Its packets are repairs with
+		// the original sequence number in front: forwarded as media they
+		// would corrupt the layer. Drain it so pion's buffer stays empty.
+		log.Debug().Str("rid", track.RID()).Msg("ignoring an unpaired retransmission stream")
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := track.Read(buf); err != nil {
+				return
+			}
+		}
+	}
 	up, err := p.start(track, recv, publish)
 	if err != nil {
 		log.Warn().Err(err).Msg("publish track")
@@ -52,6 +67,8 @@ func (p *Publications) Receive(track *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		up.Close()
 	}
 }
+
+func isRTX(mime string) bool { return strings.EqualFold(mime, webrtc.MimeTypeRTX) }
 
 // start holds the lock across publish, which raises core events, so
 // that simulcast layers arriving together make one UpTrack.
