@@ -38,6 +38,16 @@ const (
 // ask every 20 ms for every subscriber.
 const statsInterval = 50 * time.Millisecond
 
+// feedbackStale is how long after the last transport-wide feedback
+// gcc's loss and overuse stop counting as congestion. A subscriber sends
+// feedback only about packets it receives; when the focus sends it
+// nothing (its only video paused for bandwidth), gcc's stats keep the
+// values of the last feedback, the congestion that caused the pause,
+// forever, and the prober, which never probes a congested connection,
+// would leave the video paused for good. Feedback comes every 100 ms or
+// so while anything flows.
+const feedbackStale = time.Second
+
 // estimator is one PeerConnection's send-side bandwidth estimate. It is
 // what pion's cc interceptor calls a BandwidthEstimator: it wraps gcc
 // (delay and loss based, fed by the subscriber's transport-wide
@@ -57,6 +67,9 @@ type estimator struct {
 
 	twcc atomic.Bool   // transport-wide feedback seen: gcc is in charge
 	remb atomic.Uint64 // the subscriber's latest REMB, bits per second
+	// feedbackAt is when transport-wide feedback last came, unix
+	// nanoseconds (see feedbackStale).
+	feedbackAt atomic.Int64
 
 	// rtcpErrors counts feedback gcc refused; a refusal must not end
 	// the track's RTCP loop (cc would return the error to the reader).
@@ -115,12 +128,16 @@ func (e *estimator) TargetBitrate() uint64 {
 // Congestion implements focus.CongestionReporter: gcc's smoothed loss
 // ratio and whether its delay detector sees the queue growing (overuse,
 // or the decrease that follows it). A connection without
-// transport-wide feedback reports no congestion.
+// transport-wide feedback, or without any for feedbackStale, reports no
+// congestion.
 func (e *estimator) Congestion() (loss float64, overusing bool) {
 	if !e.twcc.Load() {
 		return 0, false
 	}
 	now := time.Now()
+	if now.Sub(time.Unix(0, e.feedbackAt.Load())) > feedbackStale {
+		return 0, false // nothing in flight: no news of the path (see feedbackStale)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if now.Sub(e.statsAt) < statsInterval {
@@ -173,6 +190,7 @@ func (e *estimator) WriteRTCP(pkts []rtcp.Packet, attr interceptor.Attributes) e
 			if !e.twcc.Load() {
 				e.twcc.Store(true)
 			}
+			e.feedbackAt.Store(time.Now().UnixNano())
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			if p.Bitrate > 0 {
 				e.remb.Store(uint64(p.Bitrate))

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/gcc"
@@ -72,6 +73,31 @@ func TestEstimatorCongestionWithoutFeedback(t *testing.T) {
 	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
 	if loss, over := e.Congestion(); loss != 0 || over {
 		t.Fatalf("empty feedback: loss %v overusing %v", loss, over)
+	}
+}
+
+// TestEstimatorCongestionGoesStale: gcc's stats keep the values of the
+// last feedback; once no feedback has come for feedbackStale (nothing
+// reaches the subscriber, so it has nothing to report), they are no
+// longer congestion, or a subscriber paused for bandwidth would never be
+// probed again.
+func TestEstimatorCongestionGoesStale(t *testing.T) {
+	e := newTestEstimator(t)
+	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
+	// What gcc last said, as Congestion caches it.
+	e.mu.Lock()
+	e.statsAt, e.loss, e.overusing = time.Now().Add(time.Hour), 0.3, true
+	e.mu.Unlock()
+	if loss, over := e.Congestion(); loss != 0.3 || !over {
+		t.Fatalf("fresh feedback: loss %v overusing %v, want 0.3 true", loss, over)
+	}
+	e.feedbackAt.Store(time.Now().Add(-feedbackStale - time.Millisecond).UnixNano())
+	if loss, over := e.Congestion(); loss != 0 || over {
+		t.Fatalf("no feedback for %v: loss %v overusing %v, want none", feedbackStale, loss, over)
+	}
+	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
+	if loss, over := e.Congestion(); loss != 0.3 || !over {
+		t.Fatalf("feedback again: loss %v overusing %v, want 0.3 true", loss, over)
 	}
 }
 
