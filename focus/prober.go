@@ -1,6 +1,10 @@
 package focus
 
-import "time"
+import (
+	"time"
+
+	"github.com/focus-sfu/focus/focus/allocator"
+)
 
 // CongestionReporter is implemented by a BandwidthEstimator that can
 // tell congestion apart from a low estimate (rtc's, from gcc). The core
@@ -26,7 +30,6 @@ const (
 	probeMaxWait  = 20 * time.Second // backoff ceiling after failures
 	probeQuiet    = 3 * time.Second  // no probe this soon after congestion
 	probeMaxLoss  = 0.02             // loss at or above this is congestion
-	probeHeadroom = 1.1              // probe only when wanted exceeds the estimate by 10 %
 	probeGrowth   = 2                // a cluster targets at most twice the estimate
 )
 
@@ -53,11 +56,12 @@ type probeInput struct {
 // machine on an injected clock, not safe for concurrent use: the core's
 // tick owns it.
 //
-// A cluster starts when the subscriber wants more than 10 % above the
-// current estimate, the connection has been free of congestion for
-// probeQuiet, and probeInterval has passed since the last cluster
-// (doubled after each failure, up to probeMaxWait). It targets
-// min(wanted, 2×estimate) and lasts probeCluster, padding each tick the
+// A cluster starts when a higher estimate could raise what the
+// subscriber gets (worthProbing), the connection has been free of
+// congestion for probeQuiet, and probeInterval has passed since the last
+// cluster (doubled after each failure, up to probeMaxWait). It targets
+// min(wanted plus the allocator's headroom, 2×estimate) and lasts
+// probeCluster, padding each tick the
 // gap between the target and the media being sent. It succeeds when
 // neither the cluster nor the probeSettle after it saw overuse or loss
 // of probeMaxLoss or more. The target then becomes the confirmed
@@ -98,7 +102,7 @@ func (p *prober) tick(now time.Time, in probeInput) (padBytes int) {
 		case congested:
 			p.fail(now)
 			return 0
-		case in.Wanted <= p.estimate(in.Estimate):
+		case !worthProbing(in, p.estimate(in.Estimate)):
 			// The subscriber no longer wants more (it unsubscribed, or
 			// lowered its layers): nothing to prove, nothing failed.
 			p.state = probeIdle
@@ -126,15 +130,26 @@ func (p *prober) tick(now time.Time, in probeInput) (padBytes int) {
 	}
 
 	base := p.estimate(in.Estimate)
-	if float64(in.Wanted) <= float64(base)*probeHeadroom || base == 0 ||
+	if !worthProbing(in, base) || base == 0 ||
 		now.Before(p.next) || !p.congested.IsZero() && now.Sub(p.congested) < probeQuiet {
 		return 0
 	}
 	p.state = probeSending
 	p.start = now
 	p.last = now.Add(-probeSlot)
-	p.target = min(in.Wanted, probeGrowth*base)
+	p.target = min(allocator.WithHeadroom(in.Wanted), probeGrowth*base)
 	return p.pad(now, in.Sending)
+}
+
+// worthProbing reports whether a higher estimate could raise what the
+// subscriber gets: it gets less than it wants, and the estimate is short
+// of what the allocator needs to move up to all of it, which is the
+// wanted rate plus the allocator's headroom. Probing only up to the
+// wanted rate itself would leave the estimate where the allocator keeps
+// the current layers but raises none, and stop probing there: measured
+// over vnet, the top layer then waited some 15 s for gcc's own climb.
+func worthProbing(in probeInput, estimate uint64) bool {
+	return in.Sending < in.Wanted && estimate < allocator.WithHeadroom(in.Wanted)
 }
 
 // pad returns the padding that fills the gap between the cluster's

@@ -38,8 +38,11 @@ func TestProberStartsOnlyWhenWorthIt(t *testing.T) {
 		want bool
 	}{
 		{"wants much more", probeInput{Estimate: 1e6, Wanted: 3e6, Sending: 1e6}, true},
-		{"wants 10 % more", probeInput{Estimate: 1e6, Wanted: 1.1e6, Sending: 1e6}, false},
-		{"wants 11 % more", probeInput{Estimate: 1e6, Wanted: 1.11e6, Sending: 1e6}, true},
+		// Moving up needs the allocator's headroom: wanting 1 Mbit/s
+		// more than it gets, an estimate of 1.09 Mbit/s raises nothing.
+		{"estimate short of the headroom", probeInput{Estimate: 1.09e6, Wanted: 1e6, Sending: 5e5}, true},
+		{"estimate covers the headroom", probeInput{Estimate: 1.1e6, Wanted: 1e6, Sending: 5e5}, false},
+		{"gets all it wants", probeInput{Estimate: 1e6, Wanted: 1e6, Sending: 1e6}, false},
 		{"wants less", probeInput{Estimate: 1e6, Wanted: 5e5, Sending: 5e5}, false},
 		{"no estimate", probeInput{Estimate: 0, Wanted: 3e6}, false},
 		{"overusing", probeInput{Estimate: 1e6, Wanted: 3e6, Overusing: true}, false},
@@ -65,9 +68,10 @@ func TestProberClusterPadsTheGapToTheTarget(t *testing.T) {
 		in         probeInput
 		wantTarget uint64
 	}{
-		// min(wanted, 2×estimate); the media already sent counts.
+		// min(wanted plus the allocator's headroom, 2×estimate); the
+		// media already sent counts.
 		{"twice the estimate", probeInput{Estimate: 1e6, Wanted: 5e6, Sending: 1e6}, 2e6},
-		{"the wanted rate", probeInput{Estimate: 1e6, Wanted: 1.5e6, Sending: 8e5}, 1.5e6},
+		{"the wanted rate and headroom", probeInput{Estimate: 1e6, Wanted: 1.5e6, Sending: 8e5}, 1.65e6},
 		{"no media", probeInput{Estimate: 1e6, Wanted: 5e6}, 2e6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,15 +123,15 @@ func TestProberConfirmsAndClimbs(t *testing.T) {
 		t.Fatalf("estimate after a good probe %d, want 2e6", got)
 	}
 	// The next cluster waits probeInterval, then doubles again, then
-	// stops at what is wanted.
+	// stops at what is wanted plus the headroom an upgrade needs.
 	r.run(probeInterval, in())
 	r.run(probeCluster+probeSettle+probeSlot, in())
 	if got := r.p.estimate(gccRate); got != 4e6 {
 		t.Fatalf("after the second probe %d, want 4e6", got)
 	}
 	r.run(probeInterval+probeCluster+probeSettle+probeSlot, in())
-	if got := r.p.estimate(gccRate); got != 5e6 {
-		t.Fatalf("after the third probe %d, want 5e6 (wanted)", got)
+	if got := r.p.estimate(gccRate); got != 5.5e6 {
+		t.Fatalf("after the third probe %d, want 5.5e6 (wanted and headroom)", got)
 	}
 	r.takePad()
 	r.run(10*time.Second, in())
@@ -136,7 +140,7 @@ func TestProberConfirmsAndClimbs(t *testing.T) {
 	}
 
 	// gcc catches up: confirmed is forgotten, gcc rules, even downwards.
-	gccRate = 5e6
+	gccRate = 5.5e6
 	r.run(probeSlot, in())
 	gccRate = 4.5e6
 	if got := r.p.estimate(gccRate); got != 4.5e6 {
@@ -239,7 +243,7 @@ func TestProberStopsWhenNothingMoreIsWanted(t *testing.T) {
 	r := newProbeRun(t)
 	r.run(100*time.Millisecond, probeInput{Estimate: 1e6, Wanted: 5e6})
 	r.takePad()
-	r.run(probeSlot, probeInput{Estimate: 1e6, Wanted: 1e6})
+	r.run(probeSlot, probeInput{Estimate: 1e6, Wanted: 1e6, Sending: 1e6})
 	if r.p.probing() || r.takePad() != 0 || r.p.failures != 0 {
 		t.Fatalf("probing %v failures %d after the subscriber wanted less", r.p.probing(), r.p.failures)
 	}

@@ -289,6 +289,19 @@ func withoutHeadroom(estimate uint64) uint64 {
 	return estimate/d*100 + estimate%d*100/d
 }
 
+// WithHeadroom is the estimate that lets Allocate move tracks up to a
+// total of bitrate: bitrate plus HeadroomPercent, rounded up, so that
+// withoutHeadroom gives bitrate back. A prober aims at it: an estimate
+// between bitrate and this keeps what is forwarded but raises nothing.
+func WithHeadroom(bitrate uint64) uint64 {
+	const d = 100 + HeadroomPercent
+	q, r := bitrate/100, bitrate%100
+	if q > ^uint64(0)/d {
+		return ^uint64(0)
+	}
+	return addSat(q*d, (r*d+99)/100)
+}
+
 // addSat adds without wrapping, so absurd bitrates saturate rather than
 // look small.
 func addSat(a, b uint64) uint64 {

@@ -447,6 +447,32 @@ func TestWithoutHeadroom(t *testing.T) {
 	}
 }
 
+// TestWithHeadroom: the estimate WithHeadroom gives is just enough for
+// Allocate to move a track up to that total, and one less is not.
+func TestWithHeadroom(t *testing.T) {
+	for _, b := range []uint64{0, 1, 99, 100, 101, 150_000, 1_234_567, 1_246_450} {
+		need := WithHeadroom(b)
+		if got := withoutHeadroom(need); got < b {
+			t.Errorf("WithHeadroom(%d) = %d allows only %d", b, need, got)
+		}
+		if b > 0 && withoutHeadroom(need-1) >= b {
+			t.Errorf("WithHeadroom(%d) = %d is more than needed", b, need)
+		}
+		// The allocator agrees: a track on its lowest layer moves up to
+		// a top layer costing b at that estimate.
+		if b >= 2 {
+			tracks := []Track{{Priority: PriorityVideo, Layers: live(1, b), MaxLayer: 1, Current: 0}}
+			out := make([]Decision, 1)
+			if Allocate(need, tracks, out); out[0].Layer != 1 {
+				t.Errorf("at WithHeadroom(%d) = %d the track stays on layer %d", b, need, out[0].Layer)
+			}
+		}
+	}
+	if got := WithHeadroom(^uint64(0)); got != ^uint64(0) {
+		t.Errorf("WithHeadroom(max) = %d, want it saturated", got)
+	}
+}
+
 // conference is a subscriber in a 20-track call: audio, a screen share,
 // speakers and cameras, some with temporal layers and a non-live layer.
 func conference() []Track {
