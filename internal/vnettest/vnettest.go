@@ -41,7 +41,8 @@ type Options struct {
 	// packets: a link, not a shaper with a large allowance).
 	Burst int
 	// Queue bounds the bytes waiting for the cap; beyond it packets are
-	// dropped (default 100 ms at Rate, at least 15 kB).
+	// dropped (default 100 ms at the current rate, at least 15 kB, and
+	// following SetRate).
 	Queue int64
 	// Delay is the one-way delay of the router (both directions).
 	Delay time.Duration
@@ -61,6 +62,8 @@ type Network struct {
 
 	tbf   *vnet.TBFQueue
 	queue *vnet.Queue
+	// autoQueue is set when the queue's bound follows the rate.
+	autoQueue bool
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -100,7 +103,8 @@ func New(o Options) (*Network, error) {
 	}
 	queue := o.Queue
 	if queue <= 0 {
-		queue = max(int64(rate/8/10), 15_000)
+		n.autoQueue = true
+		queue = defaultQueue(rate)
 	}
 	n.tbf = vnet.NewTBFQueue(rate, burst, queue)
 	if n.queue, err = vnet.NewQueue(n.Client, n.tbf); err != nil {
@@ -138,11 +142,20 @@ func (n *Network) lose(c vnet.Chunk) bool {
 	return p <= 0 || n.rng.Float64() >= p
 }
 
+// defaultQueue is the queue's bound at rate: 100 ms of it, at least
+// 15 kB. Without a cap it is unbounded in practice.
+func defaultQueue(rate int) int64 { return max(int64(rate/8/10), 15_000) }
+
 // SetRate changes the cap towards the client, in bits per second; 0
-// lifts it.
+// lifts it. Unless Options.Queue fixed it, the queue's bound follows:
+// a cap set on an uncapped network gets a link's queue, not an
+// unbounded one.
 func (n *Network) SetRate(bps int) {
 	if bps <= 0 {
 		bps = unlimited
+	}
+	if n.autoQueue {
+		n.tbf.SetSize(defaultQueue(bps))
 	}
 	n.tbf.SetRate(bps)
 }
@@ -172,11 +185,16 @@ func (n *Network) Engine(log zerolog.Logger) (*rtc.Engine, error) {
 // brings: the default codecs (VP8 and the others, each with RTX), NACK
 // generation and answering (with RTX where negotiated), sender and
 // receiver reports, transport-wide sequence numbers on what it sends
-// and transport-wide feedback on what it receives.
+// and transport-wide feedback on what it receives, and the MID and RID
+// header extensions that simulcast needs (a sender must still put them
+// on its packets itself: pion does not).
 func (n *Network) ClientAPI() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("vnettest: codecs: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, fmt.Errorf("vnettest: simulcast extensions: %w", err)
 	}
 	reg := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
