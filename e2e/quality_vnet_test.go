@@ -140,6 +140,7 @@ func TestQualityBandwidthCap(t *testing.T) {
 		// The subscriber must have settled this long before the cap is
 		// lifted: the settle time itself is reported, not a target.
 		minSettled  = 5 * time.Second
+		minOnLow    = 0.7
 		maxFreeze   = 3 * time.Second  // target 1 s
 		maxClimb    = 60 * time.Second // target 20 s
 		startBound  = 10 * time.Second
@@ -166,15 +167,24 @@ func TestQualityBandwidthCap(t *testing.T) {
 	capEnd := time.Now()
 	pkts := v.Packets()
 	t.Logf("under the cap: %s", layerHistory(pkts, capAt))
+	// Settled: on the low layer for most of the last minSettled. A probe
+	// (padding to see whether the link takes more) can be confirmed on a
+	// path that queued it, moving the subscriber up for about a second
+	// before congestion revokes it; that excursion is allowed, freezes
+	// are not.
+	tail := capEnd.Add(-minSettled)
+	if frac := timeOnLayer(pkts, tail, capEnd, 0); frac < minOnLow {
+		t.Fatalf("the subscriber was on the low layer for %.0f %% of the last %v of %v under a %d bit/s cap (want %.0f %%): %s",
+			100*frac, minSettled, capWindow, capRate, 100*minOnLow, layerHistory(pkts, capAt))
+	}
 	settled, ok := settledOn(pkts, capAt, capEnd, 0)
-	if !ok || capEnd.Sub(settled) < minSettled {
-		t.Fatalf("the subscriber was not on the low layer for the last %v of %v under a %d bit/s cap: %s",
-			minSettled, capWindow, capRate, layerHistory(pkts, capAt))
+	if !ok || settled.After(tail) {
+		settled = tail
 	}
 	before, beforeAt := longestFreeze(pkts, capAt, settled)
 	freeze, freezeAt := longestFreeze(pkts, settled, capEnd)
 	rate := receivedRate(pkts, settled, capEnd)
-	t.Logf("cap %d bit/s: settled on layer 0 %v after the cap (longest freeze before that %v, at +%v); then for %v: longest freeze %v (at +%v), %.0f bit/s of payload received",
+	t.Logf("cap %d bit/s: on layer 0 for good %v after the cap (longest freeze before that %v, at +%v); then for %v: longest freeze %v (at +%v), %.0f bit/s of payload received",
 		capRate, settled.Sub(capAt).Round(time.Millisecond), before.Round(time.Millisecond), beforeAt.Sub(capAt).Round(time.Millisecond),
 		capEnd.Sub(settled).Round(time.Millisecond), freeze.Round(time.Millisecond), freezeAt.Sub(capAt).Round(time.Millisecond), rate)
 	if freeze > maxFreeze {
@@ -364,13 +374,41 @@ func waitPacket(ctx context.Context, v *vnettest.Viewer, since time.Time, bound 
 	}
 }
 
+// timeOnLayer is the fraction of [from, end) during which layer was the
+// one forwarded: the layer of the latest media packet (retransmissions
+// aside).
+func timeOnLayer(pkts []vnettest.Packet, from, end time.Time, layer int) float64 {
+	var on time.Duration
+	cur, since := -1, from
+	for _, p := range pkts {
+		if p.RTX || !p.At.Before(end) {
+			continue
+		}
+		if p.At.Before(from) {
+			cur = p.Layer
+			continue
+		}
+		if cur == layer {
+			on += p.At.Sub(since)
+		}
+		cur, since = p.Layer, p.At
+	}
+	if cur == layer {
+		on += end.Sub(since)
+	}
+	return float64(on) / float64(end.Sub(from))
+}
+
 // settledOn returns the arrival of the packet of layer from which on
 // every packet up to end is of that layer, if the last packet before end
 // is.
 func settledOn(pkts []vnettest.Packet, from, end time.Time, layer int) (time.Time, bool) {
 	var at time.Time
 	for _, p := range pkts {
-		if p.At.Before(from) || !p.At.Before(end) {
+		// A retransmission repairs a packet sent earlier, perhaps from
+		// the layer forwarded before a switch: it says nothing of the
+		// layer forwarded now.
+		if p.RTX || p.At.Before(from) || !p.At.Before(end) {
 			continue
 		}
 		switch {

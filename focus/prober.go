@@ -23,14 +23,21 @@ type CongestionReporter interface {
 // cluster; if the path carries it without queueing or loss, the probed
 // rate is used at once.
 const (
-	probeSlot     = 20 * time.Millisecond  // the core ticks the prober this often
-	probeCluster  = 500 * time.Millisecond // how long padding is sent
-	probeSettle   = 400 * time.Millisecond // feedback for the last padding: one feedback interval and an RTT
+	probeSlot    = 20 * time.Millisecond  // the core ticks the prober this often
+	probeCluster = 500 * time.Millisecond // how long padding is sent
+	// probeSettle waits for the verdict on the cluster's padding: its
+	// feedback, and gcc's delay detector, which over vnet flagged a queue
+	// the cluster had built 0.4-0.8 s after a 400 ms wait had already
+	// confirmed it.
+	probeSettle   = 1200 * time.Millisecond
 	probeInterval = 2500 * time.Millisecond
 	probeMaxWait  = 20 * time.Second // backoff ceiling after failures
 	probeQuiet    = 3 * time.Second  // no probe this soon after congestion
 	probeMaxLoss  = 0.02             // loss at or above this is congestion
 	probeGrowth   = 2                // a cluster targets at most twice the estimate
+	// probeRevoked: congestion this soon after a confirmation proves the
+	// probe wrong.
+	probeRevoked = 5 * time.Second
 )
 
 type probeState uint8
@@ -76,10 +83,11 @@ type prober struct {
 	settleEnd time.Time
 	target    uint64
 
-	next      time.Time // earliest start of the next cluster
-	failures  int       // consecutive
-	congested time.Time // last congestion seen
-	confirmed uint64
+	next        time.Time // earliest start of the next cluster
+	failures    int       // consecutive
+	congested   time.Time // last congestion seen
+	confirmed   uint64
+	confirmedAt time.Time
 }
 
 // tick advances the prober to now and returns the padding bytes the
@@ -91,6 +99,13 @@ func (p *prober) tick(now time.Time, in probeInput) (padBytes int) {
 	congested := in.Overusing || in.Loss >= probeMaxLoss
 	if congested {
 		p.congested = now
+		if p.confirmed > 0 && now.Sub(p.confirmedAt) < probeRevoked {
+			// Congestion soon after a probe was confirmed: the probe
+			// was wrong (the path queued its padding without a verdict
+			// in time). Back off as after a failed probe, or every
+			// probe would move the subscriber up and down again.
+			p.fail(now)
+		}
 		p.confirmed = 0
 	}
 	if p.confirmed > 0 && in.Estimate >= p.confirmed {
@@ -123,7 +138,7 @@ func (p *prober) tick(now time.Time, in probeInput) (padBytes int) {
 			p.failures = 0
 			p.next = now.Add(probeInterval)
 			if p.target > p.confirmed && p.target > in.Estimate {
-				p.confirmed = p.target
+				p.confirmed, p.confirmedAt = p.target, now
 			}
 		}
 		return 0

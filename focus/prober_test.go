@@ -173,9 +173,11 @@ func TestProberCongestionDropsConfirmed(t *testing.T) {
 			if r.p.probing() || r.takePad() != 0 {
 				t.Fatal("probed within the quiet period after congestion")
 			}
-			r.run(2*probeSlot, good)
+			// Congestion this soon after the confirmation revoked it as
+			// wrong: the next cluster also waits out the failure backoff.
+			r.run(probeInterval<<1-probeQuiet+2*probeSlot, good)
 			if !r.p.probing() {
-				t.Fatal("no probe after the quiet period")
+				t.Fatal("no probe after the quiet period and the backoff")
 			}
 		})
 	}
@@ -258,5 +260,32 @@ func TestProberTickAllocatesNothing(t *testing.T) {
 		p.tick(now, in)
 	}); n != 0 {
 		t.Fatalf("tick allocates %v times", n)
+	}
+}
+
+// Congestion soon after a confirmation revokes it and backs off like a
+// failed probe: a wrong verdict must not move the subscriber up again at
+// every interval.
+func TestProberRevokedConfirmationBacksOff(t *testing.T) {
+	var p prober
+	now := time.Unix(0, 0)
+	in := probeInput{Estimate: 400_000, Wanted: 2_000_000, Sending: 150_000}
+	step := func(d time.Duration, in probeInput) {
+		for end := now.Add(d); now.Before(end); now = now.Add(probeSlot) {
+			p.tick(now, in)
+		}
+	}
+	step(probeCluster+probeSettle+2*probeSlot, in)
+	if p.confirmed == 0 {
+		t.Fatal("a clean probe was not confirmed")
+	}
+	congested := in
+	congested.Overusing = true
+	step(probeSlot, congested)
+	if p.confirmed != 0 || p.failures != 1 {
+		t.Fatalf("after congestion: confirmed %d, failures %d; want 0 and 1", p.confirmed, p.failures)
+	}
+	if wait := p.next.Sub(now); wait < probeInterval {
+		t.Fatalf("next probe in %v, want a backoff of at least %v", wait, probeInterval)
 	}
 }

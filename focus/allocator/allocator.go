@@ -43,6 +43,17 @@ const (
 // switching layers (and asking for a keyframe) on every tick.
 const HeadroomPercent = 10
 
+// KeepPercent is how much of its lowest layer's bitrate must be left
+// for a video that is already forwarded to keep it rather than be
+// paused. Pausing a subscriber's video stops most of the traffic its
+// congestion feedback is made of, and a delay- and loss-based estimator
+// (gcc cuts at every lossy report) that dipped below the lowest layer in
+// a burst of loss would then stay there: the video would stay paused on
+// a link that can carry it. Kept, the layer's own packets show whether
+// the link carries it. Only one track can profit in practice: it takes
+// its whole cost from the budget.
+const KeepPercent = 50
+
 // Default bitrates, in bit/s, for a layer whose Bitrate is still unknown
 // (0): the core learns a layer's rate only after it has received some of
 // it. The video guesses are by position from the top layer down, as a
@@ -214,6 +225,13 @@ func (b *budget) lowest(t *Track) Decision {
 		if tl[k] != 0 && b.replace(0, tl[k], up) {
 			return Decision{Layer: l, Temporal: k}
 		}
+	}
+	// A video already forwarded keeps its lowest layer while at least
+	// KeepPercent of that layer's bitrate is left (see KeepPercent).
+	c := cost(t, l)
+	if t.Current >= l && b.used < b.estimate && (b.estimate-b.used)*100 >= c*KeepPercent {
+		b.used = addSat(b.used, c)
+		return Decision{Layer: l, Temporal: -1}
 	}
 	return Decision{Layer: -1, Temporal: -1, Paused: true}
 }

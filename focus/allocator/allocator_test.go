@@ -343,7 +343,8 @@ func TestHysteresisResume(t *testing.T) {
 		{160_000, paused}, // 150k fits, but resuming needs 165k
 		{165_000, full(0)},
 		{152_000, full(0)},
-		{149_000, paused},
+		{149_000, full(0)}, // kept: half of it is left (KeepPercent)
+		{74_000, paused},
 		{160_000, paused},
 	} {
 		Allocate(s.estimate, tracks, out)
@@ -521,7 +522,8 @@ func BenchmarkAllocate(b *testing.B) {
 
 // FuzzAllocate checks the invariants for any input: decisions in range,
 // video never on a non-live layer, Used the sum of the decisions and
-// within the estimate unless audio alone exceeds it.
+// within the estimate unless audio alone exceeds it or a kept layer
+// (KeepPercent) overshoots it by at most the part of it not left.
 func FuzzAllocate(f *testing.F) {
 	f.Add(uint64(400_000), []byte{0, 1, 0, 1, 64, 3, 2, 0xff, 7, 15, 3, 1, 50, 150})
 	f.Add(uint64(0), []byte{3, 3, 2, 2, 0, 0, 0, 1, 2, 3})
@@ -531,7 +533,7 @@ func FuzzAllocate(f *testing.F) {
 		out := make([]Decision, len(tracks))
 		r := Allocate(estimate, tracks, out)
 
-		var used, audioUsed uint64
+		var used, audioUsed, slack uint64
 		for i, d := range out {
 			tr := &tracks[i]
 			if d.Layer < -1 || d.Layer >= len(tr.Layers) {
@@ -561,12 +563,15 @@ func FuzzAllocate(f *testing.F) {
 			} else if !tr.Layers[d.Layer].Live {
 				t.Fatalf("track %d: non-live layer %d", i, d.Layer)
 			}
+			if tr.Priority != PriorityAudio && tr.Current >= d.Layer && d.Temporal < 0 {
+				slack = max(slack, c-c*KeepPercent/100)
+			}
 			used += c
 		}
 		if used != r.Used {
 			t.Fatalf("Used %d, decisions sum to %d", r.Used, used)
 		}
-		if used > max(estimate, audioUsed) {
+		if used > addSat(max(estimate, audioUsed), slack) {
 			t.Fatalf("Used %d over estimate %d (audio %d)", used, estimate, audioUsed)
 		}
 		// Deterministic, and out's previous contents do not matter.
@@ -622,4 +627,37 @@ func tracksFrom(data []byte) []Track {
 		tracks = append(tracks, tr)
 	}
 	return tracks
+}
+
+// A forwarded video keeps its lowest layer while half of it is left; a
+// paused one needs the full layer (and headroom) to resume, and a second
+// video finds the budget spent.
+func TestKeepLowestLayer(t *testing.T) {
+	lay := func() []Layer { return []Layer{{Bitrate: 155_000, Live: true}, {Bitrate: 500_000, Live: true}} }
+	for _, tc := range []struct {
+		name     string
+		estimate uint64
+		current  []int
+		want     []Decision
+	}{
+		{"kept at the floor", 100_000, []int{0}, []Decision{{Layer: 0, Temporal: -1}}},
+		{"kept from a higher layer", 100_000, []int{1}, []Decision{{Layer: 0, Temporal: -1}}},
+		{"below half: paused", 70_000, []int{0}, []Decision{{Layer: -1, Temporal: -1, Paused: true}}},
+		{"not forwarded: paused", 100_000, []int{-1}, []Decision{{Layer: -1, Temporal: -1, Paused: true}}},
+		{"only the first", 100_000, []int{0, 0}, []Decision{{Layer: 0, Temporal: -1}, {Layer: -1, Temporal: -1, Paused: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tracks []Track
+			for _, c := range tc.current {
+				tracks = append(tracks, Track{Priority: PriorityVideo, Layers: lay(), MaxLayer: 1, Current: c})
+			}
+			out := make([]Decision, len(tracks))
+			Allocate(tc.estimate, tracks, out)
+			for i := range out {
+				if out[i] != tc.want[i] {
+					t.Fatalf("track %d: %+v, want %+v", i, out[i], tc.want[i])
+				}
+			}
+		})
+	}
 }
