@@ -127,12 +127,17 @@ func (e *estimator) TargetBitrate() uint64 {
 
 // Congestion implements focus.CongestionReporter: gcc's smoothed loss
 // ratio and whether its delay detector sees the queue growing (overuse,
-// or the decrease that follows it). A connection without
-// transport-wide feedback, or without any for feedbackStale, reports no
-// congestion.
+// or the decrease that follows it). A connection that never sent
+// transport-wide feedback reports congestion (nothing could judge a
+// probe); one without any for feedbackStale reports none (its last
+// figures are old news).
 func (e *estimator) Congestion() (loss float64, overusing bool) {
 	if !e.twcc.Load() {
-		return 0, false
+		// Without transport-wide feedback (a REMB-only client, or none
+		// yet) nothing can judge a probe: it would always pass and lift
+		// the estimate over what the client reported. Reading as
+		// congested keeps the core from probing such a connection.
+		return 0, true
 	}
 	now := time.Now()
 	if now.Sub(time.Unix(0, e.feedbackAt.Load())) > feedbackStale {

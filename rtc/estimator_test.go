@@ -67,8 +67,8 @@ func TestEstimatorREMBOnlyWithoutTransportFeedback(t *testing.T) {
 
 func TestEstimatorCongestionWithoutFeedback(t *testing.T) {
 	e := newTestEstimator(t)
-	if loss, over := e.Congestion(); loss != 0 || over {
-		t.Fatalf("no feedback: loss %v overusing %v", loss, over)
+	if loss, over := e.Congestion(); loss != 0 || !over {
+		t.Fatalf("no feedback: loss %v overusing %v; want congestion reported, so no probing", loss, over)
 	}
 	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
 	if loss, over := e.Congestion(); loss != 0 || over {
