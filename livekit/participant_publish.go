@@ -23,7 +23,7 @@ func (p *participant) onOffer(sd *livekit.SessionDescription) {
 		p.log.Info().Str("type", sd.GetType()).Msg("ignoring a publisher description that is not an offer")
 		return
 	}
-	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sd.GetSdp()}); err != nil {
+	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: rtc.WithoutSimulcastRTX(sd.GetSdp())}); err != nil {
 		p.log.Warn().Err(err).Msg("publisher offer rejected")
 		return
 	}

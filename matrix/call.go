@@ -165,7 +165,7 @@ func (c *call) start(inv *Invite) {
 		candidates = append(candidates, Candidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex})
 		candMu.Unlock()
 	})
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: inv.Offer.SDP}); err != nil {
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: rtc.WithoutSimulcastRTX(inv.Offer.SDP)}); err != nil {
 		c.log.Warn().Err(err).Msg("offer rejected")
 		c.end(ReasonInvalidOffer, true)
 		return

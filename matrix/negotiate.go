@@ -139,7 +139,7 @@ func (c *call) onNegotiate(m *Negotiate) {
 			c.log.Info().Msg("offer collision; keeping the focus's offer")
 			return
 		}
-		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.Description.SDP}); err != nil {
+		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: rtc.WithoutSimulcastRTX(m.Description.SDP)}); err != nil {
 			c.log.Warn().Err(err).Msg("client's offer rejected")
 			return
 		}

@@ -151,10 +151,14 @@ func FuzzCheckOffer(f *testing.F) {
 	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n")
 	f.Add("v=0\r\nm=audio 0 RTP/AVP 0\r\n")
 	f.Add("")
+	f.Add("m=video 9 UDP/TLS/RTP/SAVPF 96 97\na=rtpmap:97 rtx/90000\na=simulcast:send q\nm=")
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = CheckOffer(s, PeerSends)
 		_, _ = CheckOffer(s, PeerReceives)
 		_ = OfferedCodecs(s)
+		if out := WithoutSimulcastRTX(s); !strings.Contains(s, "a=simulcast:") && out != s {
+			t.Fatalf("an offer without simulcast was changed: %q", s)
+		}
 	})
 }
 
@@ -170,5 +174,33 @@ func TestMatchCodec(t *testing.T) {
 	}
 	if _, ok := matchCodec(focusCodec(Codecs[1]), offered); ok {
 		t.Fatal("VP8 matched an H264 offer")
+	}
+}
+
+func TestWithoutSimulcastRTX(t *testing.T) {
+	offer := strings.Join([]string{
+		"v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
+		"m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0", "a=rtpmap:111 opus/48000/2",
+		"m=video 9 UDP/TLS/RTP/SAVPF 96 97 98", "a=mid:1", "a=sendonly",
+		"a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack", "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96",
+		"a=rtpmap:98 VP9/90000", "a=rid:q send", "a=rid:f send", "a=simulcast:send q;f",
+		"m=video 9 UDP/TLS/RTP/SAVPF 96 97", "a=mid:2", "a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000",
+		"a=fmtp:97 apt=96", "a=ssrc-group:FID 1 2", "",
+	}, "\r\n")
+	got := WithoutSimulcastRTX(offer)
+	want := strings.Join([]string{
+		"v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
+		"m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=mid:0", "a=rtpmap:111 opus/48000/2",
+		"m=video 9 UDP/TLS/RTP/SAVPF 96 98", "a=mid:1", "a=sendonly",
+		"a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack",
+		"a=rtpmap:98 VP9/90000", "a=rid:q send", "a=rid:f send", "a=simulcast:send q;f",
+		"m=video 9 UDP/TLS/RTP/SAVPF 96 97", "a=mid:2", "a=rtpmap:96 VP8/90000", "a=rtpmap:97 rtx/90000",
+		"a=fmtp:97 apt=96", "a=ssrc-group:FID 1 2", "",
+	}, "\r\n")
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if plain := "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:97 rtx/90000\r\n"; WithoutSimulcastRTX(plain) != plain {
+		t.Fatal("an offer without simulcast was changed")
 	}
 }

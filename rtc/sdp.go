@@ -3,6 +3,7 @@ package rtc
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -127,4 +128,86 @@ func OfferedCodecs(offer string) map[string]bool {
 		}
 	}
 	return out
+}
+
+// WithoutSimulcastRTX removes the RTX codec from the media sections of a
+// remote offer that send simulcast. pion v4.2.20 pairs a simulcast
+// publisher's retransmission stream with its layer by RID; a publisher
+// whose RTX packets carry the RID extension (pion-based ones do) makes
+// pion replace the layer's media stream with the RTX stream while the
+// layer is being read: a data race inside pion, the layer's packets
+// corrupted (the original sequence number in front), then the layer
+// stopped. Without RTX such a publisher retransmits on the media stream,
+// which the focus reads like any packet. Sections without simulcast keep
+// RTX, paired by SSRC, which works.
+func WithoutSimulcastRTX(offer string) string {
+	if !strings.Contains(offer, "a=simulcast:") {
+		return offer
+	}
+	eol := "\r\n"
+	if !strings.Contains(offer, eol) {
+		eol = "\n"
+	}
+	lines := strings.Split(offer, eol)
+	var out []string
+	for start := 0; start < len(lines); {
+		end := start + 1
+		for end < len(lines) && !strings.HasPrefix(lines[end], "m=") {
+			end++
+		}
+		out = append(out, stripRTX(lines[start:end])...)
+		start = end
+	}
+	return strings.Join(out, eol)
+}
+
+// stripRTX returns one SDP section without its RTX payload types, when
+// it is a media section that sends simulcast.
+func stripRTX(section []string) []string {
+	simulcast := func(l string) bool { return strings.HasPrefix(l, "a=simulcast:") }
+	if !strings.HasPrefix(section[0], "m=") || !slices.ContainsFunc(section, simulcast) {
+		return section
+	}
+	rtx := map[string]bool{}
+	for _, l := range section {
+		if pt, codec, ok := strings.Cut(strings.TrimPrefix(l, "a=rtpmap:"), " "); ok && strings.HasPrefix(l, "a=rtpmap:") &&
+			strings.HasPrefix(strings.ToLower(codec), "rtx/") {
+			rtx[pt] = true
+		}
+	}
+	if len(rtx) == 0 {
+		return section
+	}
+	out := make([]string, 0, len(section))
+	for i, l := range section {
+		if i == 0 {
+			// m=<media> <port> <proto> <fmt>...
+			f := strings.Fields(l)
+			kept := f[:min(3, len(f))]
+			for _, pt := range f[min(3, len(f)):] {
+				if !rtx[pt] {
+					kept = append(kept, pt)
+				}
+			}
+			out = append(out, strings.Join(kept, " "))
+			continue
+		}
+		if strings.HasPrefix(l, "a=ssrc-group:FID") || rtx[attributePT(l)] {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// attributePT returns the payload type an rtpmap, fmtp or rtcp-fb line
+// is about, or "".
+func attributePT(l string) string {
+	for _, p := range []string{"a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"} {
+		if rest, ok := strings.CutPrefix(l, p); ok {
+			pt, _, _ := strings.Cut(rest, " ")
+			return pt
+		}
+	}
+	return ""
 }

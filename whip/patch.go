@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/focus-sfu/focus/rtc"
 )
 
 // sdpFrag is a parsed application/trickle-ice-sdpfrag body (RFC 8840).
@@ -128,7 +130,7 @@ func (sess *session) restartICE(ctx context.Context, w http.ResponseWriter, frag
 	}
 	ctx, cancel := context.WithTimeout(ctx, gatherTimeout)
 	defer cancel()
-	if err := sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+	if err := sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: rtc.WithoutSimulcastRTX(string(offer))}); err != nil {
 		return reject(http.StatusBadRequest, "ICE restart rejected: %v", err)
 	}
 	answer, e := sess.answer(ctx)

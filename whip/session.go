@@ -160,7 +160,7 @@ func (sess *session) onState(st webrtc.PeerConnectionState) {
 // negotiate applies the offer, waits for ICE gathering and returns the
 // answer with every candidate in it.
 func (sess *session) negotiate(ctx context.Context, offer string, beforeAnswer func() *httpError) (string, *httpError) {
-	if err := sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	if err := sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: rtc.WithoutSimulcastRTX(offer)}); err != nil {
 		return "", reject(http.StatusBadRequest, "offer rejected: %v", err)
 	}
 	if beforeAnswer != nil {
