@@ -544,3 +544,18 @@ func TestControlLoopConcurrency(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// A publisher's retransmission of a packet that arrived after all is not
+// forwarded twice.
+func TestDuplicateNotForwarded(t *testing.T) {
+	f := newFixture(t, vp8Codec, KindVideo, nil)
+	_, w, _ := f.subscriber(t, f.up, nil)
+	for _, seq := range []uint16{1, 3, 2, 2, 3, 4} {
+		if err := f.up.HandleRTP(0, packet(t, 0x42, seq, uint32(seq)*3000, vp8Frame(seq == 1, seq, 0, 0, false), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(w.packets()); n != 4 {
+		t.Fatalf("forwarded %d packets of 4 distinct ones", n)
+	}
+}

@@ -202,7 +202,11 @@ func (t *UpTrack) HandleRTP(i int, buf []byte) error {
 		return nil
 	}
 
-	l.cache.Store(l.hdr.SequenceNumber, buf)
+	if l.cache.Store(l.hdr.SequenceNumber, buf) {
+		// A retransmission of a packet that arrived after all (or a
+		// duplicate on the path): it was forwarded already.
+		return nil
+	}
 	if isPadding(&l.hdr, payload) {
 		// Padding the publisher sends to probe its own uplink carries
 		// no media; subscribers get their own probes.

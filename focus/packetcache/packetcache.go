@@ -61,30 +61,35 @@ func New(slots int) *Cache {
 // Slots returns the number of packets the cache holds.
 func (c *Cache) Slots() int { return len(c.slots) }
 
-// Store copies the whole RTP packet pkt with sequence number seq. Packets
-// larger than MaxPacket are ignored. A late packet does not replace a newer
-// one that already took its slot: the newer one is more likely to be NACKed.
-func (c *Cache) Store(seq uint16, pkt []byte) {
+// Store copies the whole RTP packet pkt with sequence number seq, and
+// reports whether the cache already held seq: the packet is then a
+// duplicate (a publisher's retransmission of a packet that arrived after
+// all) and is not stored again. Packets larger than MaxPacket are
+// ignored. A late packet does not replace a newer one that already took
+// its slot: the newer one is more likely to be NACKed.
+func (c *Cache) Store(seq uint16, pkt []byte) (duplicate bool) {
 	if len(pkt) > MaxPacket {
-		return
+		return false
 	}
 	i := int(seq & c.mask)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.started || int16(seq-c.highest) > 0 {
 		c.highest, c.started = seq, true
 	} else if c.tooOld(seq) {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	s := &c.slots[i]
-	if s.valid && s.seq != seq && int16(seq-s.seq) < 0 {
-		c.mu.Unlock()
-		return
+	if s.valid && s.seq == seq {
+		return true
+	}
+	if s.valid && int16(seq-s.seq) < 0 {
+		return false
 	}
 	off := i * MaxPacket
 	copy(c.buf[off:off+len(pkt)], pkt)
 	*s = slot{seq: seq, n: uint16(len(pkt)), valid: true}
-	c.mu.Unlock()
+	return false
 }
 
 // Get copies the packet with sequence number seq into dst and returns its

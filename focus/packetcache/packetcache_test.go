@@ -57,7 +57,7 @@ func TestStoreGet(t *testing.T) {
 		{name: "after wrap", slots: 8, ops: []op{{true, 65534, 10}, {true, 65535, 11}, {true, 0, 12}, {true, 1, 13}}, get: 1, dst: MaxPacket, want: 13},
 		{name: "wrap overwrites", slots: 4, ops: []op{{true, 65532, 10}, {true, 65533, 11}, {true, 65534, 12}, {true, 65535, 13}, {true, 0, 14}}, get: 65532, dst: MaxPacket},
 		{name: "late before wrap", slots: 8, ops: []op{{true, 2, 12}, {true, 65535, 11}}, get: 65535, dst: MaxPacket, want: 11},
-		{name: "same seq replaced", slots: 8, ops: []op{{true, 3, 12}, {true, 3, 20}}, get: 3, dst: MaxPacket, want: 20},
+		{name: "same seq kept (a duplicate)", slots: 8, ops: []op{{true, 3, 12}, {true, 3, 20}}, get: 3, dst: MaxPacket, want: 12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := New(tc.slots)
@@ -205,4 +205,24 @@ func BenchmarkGetParallel(b *testing.B) {
 			c.Get(seq&511, dst)
 		}
 	})
+}
+
+func TestStoreReportsDuplicates(t *testing.T) {
+	c := New(16)
+	if c.Store(7, []byte{1}) {
+		t.Fatal("a first packet reported as a duplicate")
+	}
+	if !c.Store(7, []byte{2}) {
+		t.Fatal("the same sequence number again was not reported as a duplicate")
+	}
+	buf := make([]byte, MaxPacket)
+	if n := c.Get(7, buf); n != 1 || buf[0] != 1 {
+		t.Fatalf("a duplicate replaced the packet: %x", buf[:n])
+	}
+	if c.Store(8, []byte{3}) || c.Store(7+16, []byte{4}) {
+		t.Fatal("new packets reported as duplicates")
+	}
+	if c.Store(7, []byte{5}) {
+		t.Fatal("a packet whose slot was reused is not a known duplicate")
+	}
 }
