@@ -1,6 +1,11 @@
 package focus
 
-import "testing"
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+)
 
 func TestKeyframeDetection(t *testing.T) {
 	cases := []struct {
@@ -74,13 +79,33 @@ func FuzzHandleRTP(f *testing.F) {
 	f.Add([]byte{})
 	up := []HeaderExtension{{1, extAudioLevel}, {2, extOrient}}
 	down := []HeaderExtension{{3, extAudioLevel}, {14, extOrient}}
+	// One SFU for every input, on an injected clock (no control loop):
+	// the tracks' state (caches, mungers, meters) carries from one input
+	// to the next, as it does for a stream of packets.
+	clock := newFakeClock()
+	s := New(Options{Now: clock.Now, PacketCache: 16})
+	p, _ := s.Join("f", ParticipantInfo{})
+	tr, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Extensions: up, Layers: []string{"q", "f"}}, nil)
+	audio, _ := p.Publish(TrackInfo{Kind: KindAudio, Codec: opus, Extensions: up}, nil)
+	q, _ := s.Join("f", ParticipantInfo{})
+	var video *DownTrack
+	for _, src := range []*UpTrack{tr, audio} {
+		d, _ := q.Subscribe(src)
+		d.Bind(Binding{SSRC: 1, PayloadType: 96, RTXSSRC: 2, RTXPayloadType: 97, Extensions: down, Writer: &discardWriter{}})
+		if src == tr {
+			video = d
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s := New(Options{})
-		p, _ := s.Join("f", ParticipantInfo{})
-		tr, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Extensions: up}, nil)
-		q, _ := s.Join("f", ParticipantInfo{})
-		d, _ := q.Subscribe(tr)
-		d.Bind(Binding{SSRC: 1, PayloadType: 96, Extensions: down, Writer: &discardWriter{}})
+		clock.Advance(10 * time.Millisecond)
+		_ = audio.HandleRTP(0, b)
+		_ = tr.HandleRTP(1, b)
+		if len(b) > 0 && b[0]&1 == 1 {
+			s.control(clock.Now())
+		}
 		_ = tr.HandleRTP(0, b)
+		if len(b) >= 4 && b[0]&2 == 2 { // NACK what the input names
+			video.HandleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: uint16(b[2])<<8 | uint16(b[3]), LostPackets: 0xffff}}}})
+		}
 	})
 }
