@@ -1,19 +1,14 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
-	"github.com/rs/zerolog"
 
 	"github.com/focus-sfu/focus/focus"
 	"github.com/focus-sfu/focus/internal/focustest"
@@ -48,18 +43,9 @@ type qualityRig struct {
 func startQualityRig(t *testing.T, seed uint64) *qualityRig {
 	t.Helper()
 	deliveryLeakCheck(t)
-	var logs qualityLog
-	t.Cleanup(func() {
-		if path := os.Getenv(focustest.LogEnv); path != "" {
-			if err := os.WriteFile(path, logs.bytes(), 0o644); err != nil {
-				t.Errorf("write focus log: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Logf("focus log (last lines; set %s=file for all):\n%s", focustest.LogEnv, logs.tail(120))
-		}
-	})
-	log := zerolog.New(&logs).Level(zerolog.DebugLevel).Hook(qualityClock{})
+	logs := focustest.NewLog(t)
+	t.Cleanup(logs.Report)
+	log := logs.Logger()
 
 	nw, err := vnettest.New(vnettest.Options{Delay: 10 * time.Millisecond, Seed: seed})
 	if err != nil {
@@ -486,41 +472,4 @@ func layerHistory(pkts []vnettest.Packet, since time.Time) string {
 		return "nothing"
 	}
 	return strings.TrimSpace(b.String())
-}
-
-// qualityClock stamps log lines to the microsecond, to line them up
-// with the packets' arrival times.
-type qualityClock struct{}
-
-func (qualityClock) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	e.Str("at", time.Now().Format("15:04:05.000000"))
-}
-
-// qualityLog keeps the focus's log for a failed test.
-type qualityLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *qualityLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *qualityLog) bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
-
-func (l *qualityLog) tail(n int) string {
-	data := l.bytes()
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -3,27 +3,14 @@
 package focustest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/focus-sfu/focus/config"
 	"github.com/focus-sfu/focus/server"
 )
-
-// LogEnv names a file that receives a test's whole focus log at cleanup,
-// for runs where the tail printed on failure is not enough.
-const LogEnv = "FOCUS_E2E_LOG"
-
-// failureTail is how many log lines a failed test prints.
-const failureTail = 150
 
 // Focus is a running focus owned by one test.
 type Focus struct {
@@ -36,7 +23,7 @@ type Focus struct {
 	done       chan error
 	stopWithin time.Duration
 	stopOnce   sync.Once
-	log        logBuffer
+	log        *Log
 }
 
 // Option changes how Start runs the focus.
@@ -62,7 +49,7 @@ func Config() config.Config {
 // by $FOCUS_E2E_LOG at cleanup, and its tail is printed if the test failed.
 func Start(t testing.TB, mod func(*config.Config), opts ...Option) *Focus {
 	t.Helper()
-	f := &Focus{t: t, done: make(chan error, 1), stopWithin: 15 * time.Second}
+	f := &Focus{t: t, done: make(chan error, 1), stopWithin: 15 * time.Second, log: NewLog(t)}
 	for _, o := range opts {
 		o(f)
 	}
@@ -70,10 +57,8 @@ func Start(t testing.TB, mod func(*config.Config), opts ...Option) *Focus {
 	if mod != nil {
 		mod(&cfg)
 	}
-	// Debug, not trace: pion's own debug chatter goes out at trace.
-	log := zerolog.New(&f.log).Level(zerolog.DebugLevel).Hook(clock{})
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := server.New(ctx, cfg, log)
+	s, err := server.New(ctx, cfg, f.log.Logger())
 	if err != nil {
 		cancel()
 		t.Fatalf("server.New: %v", err)
@@ -83,7 +68,7 @@ func Start(t testing.TB, mod func(*config.Config), opts ...Option) *Focus {
 	go func() { f.done <- s.Run(ctx) }()
 	// Cleanups run last first: Stop, then the log report, so the log is
 	// complete.
-	t.Cleanup(f.report)
+	t.Cleanup(f.log.Report)
 	t.Cleanup(f.Stop)
 	return f
 }
@@ -105,52 +90,7 @@ func (f *Focus) Stop() {
 }
 
 // Log is the focus's whole log so far, one JSON object a line.
-func (f *Focus) Log() string { return string(f.log.bytes()) }
+func (f *Focus) Log() string { return f.log.String() }
 
 // LogTail is the last n lines of the focus's log.
-func (f *Focus) LogTail(n int) string {
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(f.log.bytes()))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func (f *Focus) report() {
-	if path := os.Getenv(LogEnv); path != "" {
-		if err := os.WriteFile(path, f.log.bytes(), 0o644); err != nil {
-			f.t.Errorf("write focus log: %v", err)
-		}
-	}
-	if f.t.Failed() {
-		f.t.Logf("focus log (last lines; set %s=file for all):\n%s", LogEnv, f.LogTail(failureTail))
-	}
-}
-
-// clock stamps log lines to the microsecond, to line them up with the
-// clients' packet times, without touching zerolog's global format.
-type clock struct{}
-
-func (clock) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
-	e.Str("at", time.Now().Format("15:04:05.000000"))
-}
-
-// logBuffer collects the focus's log from many goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
+func (f *Focus) LogTail(n int) string { return f.log.Tail(n) }
