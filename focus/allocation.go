@@ -49,7 +49,7 @@ func (p *Participant) allocate(now time.Time) {
 		default:
 			t.Priority = allocator.PriorityVideo
 		}
-		t.Layers = src.allocatorLayers(now, nil)
+		t.Layers = src.allocatorLayers(now)
 		a.tracks = append(a.tracks, t)
 		a.downs = append(a.downs, d)
 		a.srcs = append(a.srcs, src)
@@ -114,7 +114,7 @@ func (d *DownTrack) startLayer(src *UpTrack) int {
 		return w
 	}
 	now := d.sub.conf.sfu.now()
-	t := []allocator.Track{{Priority: allocator.PriorityVideo, MaxLayer: w, Current: -1, Layers: src.allocatorLayers(now, nil)}}
+	t := []allocator.Track{{Priority: allocator.PriorityVideo, MaxLayer: w, Current: -1, Layers: src.allocatorLayers(now)}}
 	var dec [1]allocator.Decision
 	allocator.Allocate(e.TargetBitrate(), t, dec[:])
 	if dec[0].Layer < 0 {
@@ -211,7 +211,6 @@ func tidBelow(a, b int) bool {
 type conferenceControl struct {
 	detector *speaker.Detector[*UpTrack]
 	known    map[*UpTrack]bool
-	speakers []Speaker
 	// loudest are the audio tracks forwarded when Options.MaxAudioForwarded
 	// limits them; nil forwards all.
 	loudest map[*UpTrack]bool
@@ -259,7 +258,6 @@ func (c *Conference) rankSpeakers(now time.Time, tracks []*UpTrack) {
 	for _, r := range list {
 		speakers = append(speakers, Speaker{Participant: r.Key.owner, Track: r.Key, Level: r.Level})
 	}
-	ctl.speakers = speakers
 	c.mu.Lock()
 	c.speakers = speakers
 	c.mu.Unlock()
@@ -273,9 +271,11 @@ func (c *Conference) Speakers() []Speaker {
 	return append([]Speaker(nil), c.speakers...)
 }
 
-// speaking reports whether p is an active speaker. Control loop only.
+// speaking reports whether p is an active speaker.
 func (c *Conference) speaking(p *Participant) bool {
-	for _, s := range c.ctl.speakers {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.speakers {
 		if s.Participant == p {
 			return true
 		}

@@ -170,7 +170,8 @@ func (t *UpTrack) downTracks() []*DownTrack {
 }
 
 // allocatorLayers describes t's layers for the allocator.
-func (t *UpTrack) allocatorLayers(now time.Time, dst []allocator.Layer) []allocator.Layer {
+func (t *UpTrack) allocatorLayers(now time.Time) []allocator.Layer {
+	out := make([]allocator.Layer, 0, len(t.layers))
 	anyLive := false
 	for _, l := range t.layers {
 		if l.live(now) {
@@ -202,7 +203,7 @@ func (t *UpTrack) allocatorLayers(now time.Time, dst []allocator.Layer) []alloca
 				al.Temporal = nil
 			}
 		}
-		dst = append(dst, al)
+		out = append(out, al)
 	}
-	return dst
+	return out
 }

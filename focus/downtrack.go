@@ -349,7 +349,7 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, desc *vp8.D
 			return
 		}
 		if rewritten {
-			payload = d.rewriteDescriptor(&od, desc, payload)
+			payload = withDescriptor(d.buf[:], &od, desc, payload)
 		} else {
 			od = *desc
 		}
@@ -396,15 +396,17 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, desc *vp8.D
 	}
 }
 
-// rewriteDescriptor returns payload with its VP8 descriptor in replaced
-// by out, in the down track's buffer; nil if it does not fit.
-func (d *DownTrack) rewriteDescriptor(out, in *vp8.Descriptor, payload []byte) []byte {
-	n, err := out.MarshalTo(d.buf[:])
+// withDescriptor writes out (a rewritten VP8 descriptor) followed by
+// what comes after the in descriptor of payload into dst, and returns
+// the written part of dst; nil if it does not fit. The encoded frame is
+// copied untouched.
+func withDescriptor(dst []byte, out, in *vp8.Descriptor, payload []byte) []byte {
+	n, err := out.MarshalTo(dst)
 	body := payload[in.Size:]
-	if err != nil || n+len(body) > len(d.buf) {
+	if err != nil || n+len(body) > len(dst) {
 		return nil
 	}
-	return d.buf[:n+copy(d.buf[n:], body)]
+	return dst[:n+copy(dst[n:], body)]
 }
 
 // skip accounts for a packet of l that is not forwarded (padding), so

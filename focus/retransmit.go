@@ -127,17 +127,17 @@ func (d *DownTrack) resend(seq uint16, now time.Time) {
 		}
 		out := desc
 		out.PictureID, out.TL0PICIDX, out.KEYIDX = e.PictureID, e.TL0PICIDX, e.KEYIDX
-		m, err := out.MarshalTo(r.out[w:])
-		if err != nil {
+		p := withDescriptor(r.out[w:], &out, &desc, body)
+		if p == nil {
 			return
 		}
-		w += m
-		body = body[desc.Size:]
+		w += len(p)
+	} else {
+		if w+len(body) > len(r.out) {
+			return
+		}
+		w += copy(r.out[w:], body)
 	}
-	if w+len(body) > len(r.out) {
-		return
-	}
-	w += copy(r.out[w:], body)
 	if _, err := d.b.Writer.WriteRTP(o, r.out[:w]); err == nil {
 		r.resent++
 	}
