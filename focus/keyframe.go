@@ -1,6 +1,10 @@
 package focus
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/focus-sfu/focus/focus/vp8"
+)
 
 // keyframeFunc reports whether an RTP payload starts a frame a decoder
 // can begin at. Only the payload descriptor is read: with end-to-end
@@ -25,44 +29,11 @@ func keyframeDetector(kind Kind, mime string) keyframeFunc {
 	return func([]byte) bool { return true }
 }
 
-// isVP8Keyframe parses the VP8 payload descriptor (RFC 7741 §4.2) and
-// the first byte of the VP8 payload header (inverse key frame flag).
+// isVP8Keyframe reads the VP8 payload descriptor (RFC 7741 §4.2) and
+// the inverse key frame flag of the payload header after it.
 func isVP8Keyframe(p []byte) bool {
-	if len(p) < 1 {
-		return false
-	}
-	b0 := p[0]
-	if b0&0x10 == 0 || b0&0x07 != 0 { // S bit, partition 0
-		return false
-	}
-	i := 1
-	if b0&0x80 != 0 { // X
-		if len(p) < 2 {
-			return false
-		}
-		x := p[1]
-		i = 2
-		if x&0x80 != 0 { // I: picture ID
-			if len(p) <= i {
-				return false
-			}
-			if p[i]&0x80 != 0 { // M: 15-bit picture ID
-				i += 2
-			} else {
-				i++
-			}
-		}
-		if x&0x40 != 0 { // L: TL0PICIDX
-			i++
-		}
-		if x&0x30 != 0 { // T or K
-			i++
-		}
-	}
-	if len(p) <= i {
-		return false
-	}
-	return p[i]&0x01 == 0
+	var d vp8.Descriptor
+	return d.Unmarshal(p) == nil && vp8.IsKeyframe(p, &d)
 }
 
 // isVP9Keyframe reads the VP9 payload descriptor: a frame that starts
