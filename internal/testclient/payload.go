@@ -115,7 +115,12 @@ func vp8Header(dst []byte, start, keyframe bool) []byte {
 	if !start {
 		return append(dst, 0x00)
 	}
-	dst = append(dst, vp8DescStart)
+	return AppendVP8FrameHeader(append(dst, vp8DescStart), keyframe, vp8Width, vp8Height)
+}
+
+// AppendVP8FrameHeader appends the start of a VP8 frame (RFC 6386 §9.1):
+// the frame tag and, for a keyframe, the start code and the frame size.
+func AppendVP8FrameHeader(dst []byte, keyframe bool, width, height uint16) []byte {
 	// Frame tag: bit 0 P (0 = keyframe), bits 1-3 version 0, bit 4
 	// show_frame, bits 5-23 first partition size (unused here).
 	tag := uint32(1<<4) | uint32(64)<<5
@@ -125,8 +130,8 @@ func vp8Header(dst []byte, start, keyframe bool) []byte {
 	dst = append(dst, byte(tag), byte(tag>>8), byte(tag>>16))
 	if keyframe {
 		dst = append(dst, 0x9d, 0x01, 0x2a)
-		dst = binary.LittleEndian.AppendUint16(dst, vp8Width)
-		dst = binary.LittleEndian.AppendUint16(dst, vp8Height)
+		dst = binary.LittleEndian.AppendUint16(dst, width&0x3fff)
+		dst = binary.LittleEndian.AppendUint16(dst, height&0x3fff)
 	}
 	return dst
 }

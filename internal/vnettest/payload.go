@@ -3,6 +3,8 @@ package vnettest
 import (
 	"encoding/binary"
 	"errors"
+
+	"github.com/focus-sfu/focus/internal/testclient"
 )
 
 // The synthetic VP8 of a simulcast publisher: no encoder, but what an SFU
@@ -50,19 +52,7 @@ func appendVP8(buf []byte, start, keyframe bool, pictureID uint16, width, height
 	}
 	buf = append(buf, first, 0x80, 0x80|byte(pictureID>>8&0x7f), byte(pictureID))
 	if start {
-		// Frame tag (RFC 6386 §9.1): bit 0 is 1 for an interframe, bits
-		// 1-3 the version, bit 4 show_frame, bits 5-23 the size of the
-		// first partition, which nothing here reads.
-		tag := uint32(1<<4) | uint32(64)<<5
-		if !keyframe {
-			tag |= 1
-		}
-		buf = append(buf, byte(tag), byte(tag>>8), byte(tag>>16))
-		if keyframe {
-			buf = append(buf, 0x9d, 0x01, 0x2a)
-			buf = binary.LittleEndian.AppendUint16(buf, uint16(width)&0x3fff)
-			buf = binary.LittleEndian.AppendUint16(buf, uint16(height)&0x3fff)
-		}
+		buf = testclient.AppendVP8FrameHeader(buf, keyframe, uint16(width), uint16(height))
 	}
 	for i := len(buf) - begin; i < size-trailerSize; i++ {
 		buf = append(buf, byte(t.Counter)+byte(i))

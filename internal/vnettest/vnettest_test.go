@@ -2,6 +2,7 @@ package vnettest
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -292,23 +293,7 @@ func TestPublisherLossRepairedByRTX(t *testing.T) {
 	}
 	defer peer.Close()
 
-	var mu sync.Mutex
-	seen := map[uint16]bool{}
-	var viaRTX int
-	peer.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			p, attr, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			seen[p.SequenceNumber] = true
-			if attr != nil && attr.Get(webrtc.AttributeRtxSequenceNumber) != nil {
-				viaRTX++
-			}
-			mu.Unlock()
-		}
-	})
+	arrivals := recordArrivals(peer.PeerConnection)
 	negotiate(t, client, peer.PeerConnection, nil)
 	waitConnected(t, peer.PeerConnection)
 	waitConnected(t, client) // until then pion drops what the track writes
@@ -330,8 +315,7 @@ func TestPublisherLossRepairedByRTX(t *testing.T) {
 	nw.SetUplinkLoss(0)
 	time.Sleep(time.Second) // the last NACKs and their answers
 
-	mu.Lock()
-	defer mu.Unlock()
+	seen, viaRTX := arrivals.get()
 	missing := 0
 	for i := 0; i < packets; i++ {
 		if !seen[first+uint16(i)] {
@@ -390,23 +374,7 @@ func TestSubscriberLossRepairedByRTX(t *testing.T) {
 	if _, err := client.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	seen := map[uint16]bool{}
-	var viaRTX int
-	client.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			p, attr, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			seen[p.SequenceNumber] = true
-			if attr != nil && attr.Get(webrtc.AttributeRtxSequenceNumber) != nil {
-				viaRTX++
-			}
-			mu.Unlock()
-		}
-	})
+	arrivals := recordArrivals(client)
 	peer, err := e.NewPeerConnection()
 	if err != nil {
 		t.Fatal(err)
@@ -442,8 +410,7 @@ func TestSubscriberLossRepairedByRTX(t *testing.T) {
 	nw.SetLoss(0)
 	time.Sleep(time.Second)
 
-	mu.Lock()
-	defer mu.Unlock()
+	seen, viaRTX := arrivals.get()
 	if len(seen) == 0 {
 		t.Fatal("the client received nothing")
 	}
@@ -464,4 +431,38 @@ func TestSubscriberLossRepairedByRTX(t *testing.T) {
 	if missing > packets/100 || len(seen) < packets*99/100 {
 		t.Fatalf("%d received, %d missing after repair", len(seen), missing)
 	}
+}
+
+// arrivals records the sequence numbers a connection's tracks receive,
+// and how many came repaired on an RTX stream.
+type arrivals struct {
+	mu     sync.Mutex
+	seen   map[uint16]bool
+	viaRTX int
+}
+
+func recordArrivals(pc *webrtc.PeerConnection) *arrivals {
+	a := &arrivals{seen: map[uint16]bool{}}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, attr, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			a.mu.Lock()
+			a.seen[p.SequenceNumber] = true
+			if attr != nil && attr.Get(webrtc.AttributeRtxSequenceNumber) != nil {
+				a.viaRTX++
+			}
+			a.mu.Unlock()
+		}
+	})
+	return a
+}
+
+// get returns a copy of what was recorded so far.
+func (a *arrivals) get() (map[uint16]bool, int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.seen), a.viaRTX
 }
