@@ -89,17 +89,7 @@ func FuzzViewSize(f *testing.F) {
 // e2e/browser_simulcast_test.go.
 func TestViewerSizeOverHTTP(t *testing.T) {
 	e := newEnv(t, nil)
-	pub := newClient(t, true)
-	pub.accept(t, e.do("POST", "/whip/room", "application/sdp", pub.offer, nil))
-	waitConnected(t, pub.pc)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.sfu.Conference("whip:room").Tracks()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("publisher's tracks never appeared")
-		}
-		sendSilence(t, pub.pc)
-		time.Sleep(20 * time.Millisecond)
-	}
+	publishRoom(t, e)
 
 	for _, c := range []struct{ query, reason string }{
 		{"width=-320&height=180", `width="-320"`},

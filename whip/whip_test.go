@@ -380,18 +380,7 @@ func TestPatchTrickleAndRestart(t *testing.T) {
 
 func TestViewerGetsPublishersCodecsOnly(t *testing.T) {
 	e := newEnv(t, nil)
-	pub := newClient(t, true)
-	pub.accept(t, e.do("POST", "/whip/room", "application/sdp", pub.offer, nil))
-	waitConnected(t, pub.pc)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(e.sfu.Conference("whip:room").Tracks()) < 2 {
-		// Tracks are published when their first packet arrives.
-		if time.Now().After(deadline) {
-			t.Fatal("publisher's tracks never appeared")
-		}
-		sendSilence(t, pub.pc)
-		time.Sleep(20 * time.Millisecond)
-	}
+	publishRoom(t, e)
 	h264 := rtc.Codecs[4]
 	r := e.do("POST", "/whep/room", "application/sdp", newClient(t, false, h264).offer, nil)
 	if b := body(t, r); r.StatusCode != 422 || !strings.Contains(b, "video/VP8") {
@@ -406,6 +395,25 @@ func TestViewerGetsPublishersCodecsOnly(t *testing.T) {
 }
 
 // sendSilence writes one packet on each of the peer's tracks.
+// publishRoom connects a publisher of audio and video to room "room"
+// and waits until the core has both its tracks.
+func publishRoom(t *testing.T, e *env) *client {
+	t.Helper()
+	pub := newClient(t, true)
+	pub.accept(t, e.do("POST", "/whip/room", "application/sdp", pub.offer, nil))
+	waitConnected(t, pub.pc)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.sfu.Conference("whip:room").Tracks()) < 2 {
+		// Tracks are published when their first packet arrives.
+		if time.Now().After(deadline) {
+			t.Fatal("publisher's tracks never appeared")
+		}
+		sendSilence(t, pub.pc)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return pub
+}
+
 func sendSilence(t *testing.T, pc *webrtc.PeerConnection) {
 	for _, s := range pc.GetSenders() {
 		if tr, ok := s.Track().(*webrtc.TrackLocalStaticRTP); ok {
