@@ -232,13 +232,9 @@ func TestMatrixLegacyMembershipCandidatesInOffer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env := startMatrix(t)
-	us := []*dendrite.User{env.hs.CreateUser(t, "alice"), env.hs.CreateUser(t, "bob")}
-	room := env.room(ctx, t, us...)
 	const conf = "" // the room-wide call
-	alice := env.client(ctx, t, us[0], matrixclient.Options{LegacyMembership: true, CandidatesInOffer: true})
-	bob := env.client(ctx, t, us[1], matrixclient.Options{})
-	env.joinCall(ctx, t, alice, room, conf)
-	env.joinCall(ctx, t, bob, room, conf)
+	call := env.callOfTwo(ctx, t, conf, matrixclient.Options{LegacyMembership: true, CandidatesInOffer: true}, matrixclient.Options{})
+	alice, bob := call.alice, call.bob
 	aliceRefs := waitPublished(ctx, t, bob, matrixclient.PurposeUserMedia, 2, alice)
 	bobRefs := waitPublished(ctx, t, alice, matrixclient.PurposeUserMedia, 2, bob)
 	if err := alice.Subscribe(ctx, bobRefs...); err != nil {
@@ -262,13 +258,9 @@ func TestMatrixGlare(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env := startMatrix(t)
-	us := []*dendrite.User{env.hs.CreateUser(t, "alice"), env.hs.CreateUser(t, "bob")}
-	room := env.room(ctx, t, us...)
 	const conf = "conf-g"
-	alice := env.client(ctx, t, us[0], matrixclient.Options{})
-	bob := env.client(ctx, t, us[1], matrixclient.Options{})
-	env.joinCall(ctx, t, alice, room, conf)
-	env.joinCall(ctx, t, bob, room, conf)
+	call := env.callOfTwo(ctx, t, conf, matrixclient.Options{}, matrixclient.Options{})
+	alice, bob := call.alice, call.bob
 	aliceRefs := waitPublished(ctx, t, bob, matrixclient.PurposeUserMedia, 2, alice)
 
 	if err := bob.Subscribe(ctx, aliceRefs...); err != nil {
@@ -305,13 +297,9 @@ func TestMatrixReinvite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env := startMatrix(t)
-	us := []*dendrite.User{env.hs.CreateUser(t, "alice"), env.hs.CreateUser(t, "bob")}
-	room := env.room(ctx, t, us...)
 	const conf = "conf-re"
-	alice := env.client(ctx, t, us[0], matrixclient.Options{StreamID: "alice-media"})
-	bob := env.client(ctx, t, us[1], matrixclient.Options{})
-	env.joinCall(ctx, t, alice, room, conf)
-	env.joinCall(ctx, t, bob, room, conf)
+	call := env.callOfTwo(ctx, t, conf, matrixclient.Options{StreamID: "alice-media"}, matrixclient.Options{})
+	room, alice, bob := call.room, call.alice, call.bob
 	refs := waitPublished(ctx, t, bob, matrixclient.PurposeUserMedia, 2, alice)
 	if err := bob.Subscribe(ctx, refs...); err != nil {
 		t.Fatal(err)

@@ -133,6 +133,26 @@ func (e *matrixEnv) client(ctx context.Context, t *testing.T, u *dendrite.User, 
 // learns of the membership from an appservice transaction and of the
 // invite from its /sync; they can arrive in either order, so a
 // not_a_member hangup is retried a few times and the retries returned.
+// callOfTwo is alice and bob, members of a new room, in call conf of it.
+type callOfTwo struct {
+	users      []*dendrite.User // alice, bob
+	room       id.RoomID
+	alice, bob *matrixclient.Client
+}
+
+// callOfTwo creates alice and bob, a room of theirs, and their clients
+// (with the given options), and has both join call conf.
+func (e *matrixEnv) callOfTwo(ctx context.Context, t *testing.T, conf string, aliceOpts, bobOpts matrixclient.Options) callOfTwo {
+	t.Helper()
+	c := callOfTwo{users: []*dendrite.User{e.hs.CreateUser(t, "alice"), e.hs.CreateUser(t, "bob")}}
+	c.room = e.room(ctx, t, c.users...)
+	c.alice = e.client(ctx, t, c.users[0], aliceOpts)
+	c.bob = e.client(ctx, t, c.users[1], bobOpts)
+	e.joinCall(ctx, t, c.alice, c.room, conf)
+	e.joinCall(ctx, t, c.bob, c.room, conf)
+	return c
+}
+
 func (e *matrixEnv) joinCall(ctx context.Context, t *testing.T, c *matrixclient.Client, room id.RoomID, conf string) int {
 	t.Helper()
 	if err := c.PublishMembership(ctx, room, conf, e.bot); err != nil {

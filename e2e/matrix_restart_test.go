@@ -35,18 +35,14 @@ func TestMatrixRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	env := startMatrix(t)
-	us := []*dendrite.User{env.hs.CreateUser(t, "alice"), env.hs.CreateUser(t, "bob")}
-	room := env.room(ctx, t, us...)
 	const conf = "conf-restart"
-	alice := env.client(ctx, t, us[0], matrixclient.Options{})
-	bob := env.client(ctx, t, us[1], matrixclient.Options{})
-	env.joinCall(ctx, t, alice, room, conf)
-	env.joinCall(ctx, t, bob, room, conf)
+	call := env.callOfTwo(ctx, t, conf, matrixclient.Options{}, matrixclient.Options{})
+	users, room, alice, bob := call.users, call.room, call.alice, call.bob
 	receiveEachOther(ctx, t, alice, bob)
 
 	// A transaction the first focus processes; it is replayed below.
 	const txnID, replayType = "restart-replay-1", "org.focus-sfu.test.replay"
-	if code := env.putTransaction(ctx, t, txnID, replayType, us[0]); code != http.StatusOK {
+	if code := env.putTransaction(ctx, t, txnID, replayType, users[0]); code != http.StatusOK {
 		t.Fatalf("transaction %s: status %d, want 200", txnID, code)
 	}
 	if n := logCount(env.focus, "ignoring to-device message", map[string]string{"type": replayType}); n != 1 {
@@ -127,7 +123,7 @@ func TestMatrixRestart(t *testing.T) {
 	receiveEachOther(ctx, t, alice, bob)
 
 	// The replayed transaction is acknowledged and not processed.
-	if code := env.putTransaction(ctx, t, txnID, replayType, us[0]); code != http.StatusOK {
+	if code := env.putTransaction(ctx, t, txnID, replayType, users[0]); code != http.StatusOK {
 		t.Errorf("replayed transaction %s: status %d, want 200", txnID, code)
 	}
 	if n := logCount(env.focus, "ignoring to-device message", map[string]string{"type": replayType}); n != 0 {
