@@ -43,12 +43,7 @@ func TestLiveKitValidate(t *testing.T) {
 	with := func(f func(l *config.LiveKit)) func(c *config.Config) {
 		return func(c *config.Config) { enabled(c); f(&c.LiveKit) }
 	}
-	tests := []struct {
-		name   string
-		change func(c *config.Config)
-		key    string // "" = valid
-		msg    string
-	}{
+	tests := []validateCase{
 		{"disabled with nothing set", func(*config.Config) {}, "", ""},
 		{"enabled minimal", enabled, "", ""},
 		{"wildcard full access", with(func(l *config.LiveKit) { l.FullAccessHomeservers = []string{"*"} }), "", ""},
@@ -119,20 +114,7 @@ func TestLiveKitValidate(t *testing.T) {
 		}), `livekit.homeservers["a.example"]`,
 			`config: livekit.homeservers["a.example"]: "y" is not an http:// or https:// URL`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := config.Default()
-			tt.change(&c)
-			err := c.Validate()
-			if tt.key == "" && tt.msg == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			checkError(t, err, tt.key, tt.msg)
-		})
-	}
+	checkValidate(t, tests)
 }
 
 func TestLiveKitParse(t *testing.T) {

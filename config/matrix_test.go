@@ -39,12 +39,7 @@ func TestMatrixValidate(t *testing.T) {
 	with := func(f func(m *config.Matrix)) func(c *config.Config) {
 		return func(c *config.Config) { enabled(c); f(&c.Matrix) }
 	}
-	tests := []struct {
-		name   string
-		change func(c *config.Config)
-		key    string // "" = valid
-		msg    string
-	}{
+	tests := []validateCase{
 		{"disabled with nothing set", func(*config.Config) {}, "", ""},
 		{"enabled minimal", enabled, "", ""},
 		{"inline tokens", with(func(m *config.Matrix) { m.Registration = ""; m.ASToken = "a"; m.HSToken = "h" }), "", ""},
@@ -126,20 +121,7 @@ func TestMatrixValidate(t *testing.T) {
 		{"max conferences negative", with(func(m *config.Matrix) { m.MaxConferences = -2 }), "matrix.max_conferences",
 			"config: matrix.max_conferences: -2 is negative; use 0 for unlimited"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := config.Default()
-			tt.change(&c)
-			err := c.Validate()
-			if tt.key == "" && tt.msg == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			checkError(t, err, tt.key, tt.msg)
-		})
-	}
+	checkValidate(t, tests)
 }
 
 func TestMatrixParseErrors(t *testing.T) {

@@ -13,12 +13,7 @@ func TestValidate(t *testing.T) {
 	ice := func(s config.ICEServer) func(c *config.Config) {
 		return func(c *config.Config) { c.WebRTC.ICEServers = []config.ICEServer{s} }
 	}
-	tests := []struct {
-		name   string
-		change func(c *config.Config)
-		key    string // "" = valid
-		msg    string
-	}{
+	tests := []validateCase{
 		{"listen ipv6", func(c *config.Config) { c.Listen = "[::1]:8080" }, "", ""},
 		{"listen all interfaces", func(c *config.Config) { c.Listen = ":8080" }, "", ""},
 		{"listen host name", func(c *config.Config) { c.Listen = "localhost:0" }, "", ""},
@@ -75,6 +70,20 @@ func TestValidate(t *testing.T) {
 		{"log level bad", func(c *config.Config) { c.Log.Level = "verbose" }, "log.level", `config: log.level: "verbose" is not one of trace, debug, info, warn, error`},
 		{"log format bad", func(c *config.Config) { c.Log.Format = "xml" }, "log.format", `config: log.format: "xml" is not one of console, json`},
 	}
+	checkValidate(t, tests)
+}
+
+// validateCase changes the default config and expects Validate to
+// fail with key and msg, or to pass when both are empty.
+type validateCase struct {
+	name   string
+	change func(c *config.Config)
+	key    string // "" = valid
+	msg    string
+}
+
+func checkValidate(t *testing.T, tests []validateCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := config.Default()
