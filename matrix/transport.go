@@ -459,6 +459,10 @@ func (t *Transport) joinedRoom(ctx context.Context, room id.RoomID) {
 		return err
 	})
 	if !ok {
+		if ctx.Err() != nil {
+			// Shutting down: the next start loads the state again.
+			return
+		}
 		t.log.Error().Str("room", string(room)).Msg("matrix: serving the room without its state; calls there are refused until members update their membership")
 		return
 	}
