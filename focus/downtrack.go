@@ -65,8 +65,19 @@ type DownTrack struct {
 	vp8     vp8.Munger
 	out     rtp.Header
 	buf     [maxPacket]byte // a payload with a rewritten descriptor
-	packets uint32
-	octets  uint32
+	packets uint64          // forwarded; the sender reports carry the low 32 bits
+	octets  uint32          // payload octets forwarded, for the sender reports
+
+	// Counters for SFU.Stats (stats.go), which reads them under mu and
+	// keeps them once the down track is retired.
+	bytesOut       uint64 // RTP bytes forwarded, header included
+	nacks          uint64
+	nacked         uint64
+	plis           uint64
+	switches       uint64
+	paddingPackets uint64
+	paddingBytes   uint64
+	retired        bool // guarded by the SFU's statsMu
 
 	// Retransmission state (video only): what every sent sequence number
 	// was, and the first one sent from the current source track, since
@@ -78,6 +89,9 @@ type DownTrack struct {
 
 // maxPacket bounds an RTP packet: the UDP payload on an Ethernet path.
 const maxPacket = 1500
+
+// rtpHeaderSize is the fixed part of an RTP header (RFC 3550 §5.1).
+const rtpHeaderSize = 12
 
 func newDownTrack(p *Participant, kind Kind, codec Codec) *DownTrack {
 	id := "DT_" + randomID()[:16]
@@ -370,12 +384,13 @@ func (d *DownTrack) forward(l *layer, h *rtp.Header, payload []byte, desc *vp8.D
 	o.Extension = false
 	o.ExtensionProfile = 0
 	o.Extensions = o.Extensions[:0]
-	d.ext.apply(h, o)
+	extSize := d.ext.apply(h, o)
 	n, err := d.b.Writer.WriteRTP(o, payload)
 	delivered := err == nil && (n > 0 || len(payload) == 0)
 	if delivered {
 		d.packets++
 		d.octets += uint32(len(payload))
+		d.bytesOut += uint64(rtpHeaderSize + 4*len(o.CSRC) + extSize + len(payload))
 		if switching {
 			d.awaitKeyframe = false
 		}
@@ -428,6 +443,9 @@ func (d *DownTrack) switchTo(l *layer, h *rtp.Header, now time.Time) {
 			d.srcStart = h.SequenceNumber
 		}
 	}
+	if prev != nil && prev != l && prev.up == l.up {
+		d.switches++
+	}
 	d.current = l
 	d.ext = buildExtMap(l.up.info.Extensions, d.b.Extensions)
 	d.munger.switchSource(h.SequenceNumber, h.Timestamp, now, d.codec.ClockRate)
@@ -448,7 +466,7 @@ func (d *DownTrack) senderReport(l *layer, sr *rtcp.SenderReport) {
 		SSRC:        d.b.SSRC,
 		NTPTime:     sr.NTPTime,
 		RTPTime:     sr.RTPTime + d.munger.tsOffset,
-		PacketCount: d.packets,
+		PacketCount: uint32(d.packets),
 		OctetCount:  d.octets,
 	}
 	w := d.b.RTCP
@@ -467,6 +485,7 @@ func (d *DownTrack) HandleRTCP(pkts []rtcp.Packet) {
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.mu.Lock()
+			d.plis++
 			l := d.current
 			if d.target != nil {
 				l = d.target
@@ -499,5 +518,6 @@ func (d *DownTrack) Close() {
 		cur.up.detach(cur.index, d)
 	}
 	d.mu.Unlock()
+	d.sub.conf.sfu.retireDown(d)
 	d.sub.removeDown(d)
 }

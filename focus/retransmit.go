@@ -59,13 +59,12 @@ func (r *retransmitter) allow(now time.Time) bool {
 // still in its source layer's cache is sent again, on the RTX stream
 // when one was negotiated, else as it was.
 func (d *DownTrack) retransmit(nacks []rtcp.NackPair) {
-	if d.sent == nil {
-		return
-	}
 	now := d.sub.conf.sfu.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.bound || d.current == nil {
+	d.nacks++
+	d.nacked += nackedPackets(nacks)
+	if d.sent == nil || !d.bound || d.current == nil {
 		return
 	}
 	for _, p := range nacks {
@@ -173,6 +172,8 @@ func (d *DownTrack) writePadding(n int) int {
 		if _, err := d.b.Writer.WriteRTP(o, r.out[:size]); err != nil {
 			break
 		}
+		d.paddingPackets++
+		d.paddingBytes += uint64(rtpHeaderSize + size)
 		sent += size
 	}
 	o.Padding = false

@@ -55,6 +55,11 @@ type SFU struct {
 	participants int
 	closed       bool
 
+	// statsMu orders Stats against retiring a track's counters into
+	// retired (stats.go). It is taken before any other lock of the core.
+	statsMu sync.Mutex
+	retired Stats
+
 	handlersMu sync.Mutex
 	handlers   atomic.Pointer[[]*handler]
 

@@ -45,6 +45,11 @@ type UpTrack struct {
 	lastBytes uint64
 	lastAt    time.Time
 	bitrate   uint64
+
+	// For SFU.Stats (stats.go): keyframe requests sent, and whether the
+	// counters were kept at unpublish (guarded by the SFU's statsMu).
+	plisSent atomic.Uint64
+	retired  bool
 }
 
 // layer is one simulcast encoding of an UpTrack (the only one when the
@@ -297,7 +302,9 @@ func (t *UpTrack) sendPLI(l *layer) {
 	}
 	if err := t.upstream.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
 		t.log.Debug().Err(err).Msg("send PLI")
+		return
 	}
+	t.plisSent.Add(1)
 }
 
 // attach adds d to layer i's subscribers.
@@ -437,6 +444,7 @@ func (t *UpTrack) Close() {
 		d.sourceClosed(t)
 	}
 	p := t.owner
+	p.conf.sfu.retireUp(t)
 	p.removeTrack(t)
 	p.conf.removeTrack(t)
 	t.log.Debug().Msg("track unpublished")
