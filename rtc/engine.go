@@ -114,6 +114,16 @@ func New(cfg Config, log zerolog.Logger) (*Engine, error) {
 		_ = b.SetWriteBuffer(4 << 20)
 	}
 
+	// On the host's network, writes are batched (see batchConn).
+	if uc, ok := conn.(*net.UDPConn); ok {
+		bc, err := newBatchConn(uc, log)
+		if err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		conn = bc
+	}
+
 	logs := newLoggerFactory(log)
 	e := &Engine{conn: conn, log: log}
 	e.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logs.NewLogger("udpmux"), UDPConn: conn, Net: cfg.Net})
@@ -193,4 +203,21 @@ func (e *Engine) Close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// SocketStats counts what the media socket sent.
+type SocketStats struct {
+	// Batches and Datagrams count the system calls that sent datagrams
+	// and the datagrams they sent; Dropped, datagrams the kernel refused.
+	Batches, Datagrams, Dropped uint64
+}
+
+// SocketStats returns the media socket's counters; zero on a simulated
+// network, where writes are not batched.
+func (e *Engine) SocketStats() SocketStats {
+	c, ok := e.conn.(*batchConn)
+	if !ok {
+		return SocketStats{}
+	}
+	return SocketStats{Batches: c.batches.Load(), Datagrams: c.datagrams.Load(), Dropped: c.dropped.Load()}
 }

@@ -1,0 +1,181 @@
+package rtc
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+)
+
+// batchConn is the media socket with batched writes. A datagram written
+// to it is copied into a batch and the call returns at once; a flusher
+// goroutine sends each batch with one system call (sendmmsg on Linux).
+//
+// A packet fanned out to a hundred subscribers is a hundred writes in a
+// row from one goroutine, so the batch fills while that goroutine runs
+// and goes out in one call when it next waits for input. With one CPU
+// (GOMAXPROCS=1) the flusher runs exactly then; with more it runs beside
+// the writers and the batches are smaller. The system call is most of the
+// cost of a forwarded packet, so this is the largest single saving on the
+// forwarding path; see docs/performance.md.
+//
+// Reads go straight to the socket. pion's UDP mux finds the
+// allocation-free netip methods through ice.AddrPortReaderWriter.
+type batchConn struct {
+	*net.UDPConn
+	sender batchSender
+	log    zerolog.Logger
+
+	mu     sync.Mutex
+	fill   *batch // being filled
+	spare  *batch // free; nil while a batch is being sent
+	closed bool
+
+	// sendMu is held while a batch is sent, so batches leave in order
+	// and the spare is back whenever it is free.
+	sendMu sync.Mutex
+	wake   chan struct{}
+	done   chan struct{}
+
+	batches, datagrams, dropped atomic.Uint64
+}
+
+// Batch geometry: a batch holds a packet fanned out to a few hundred
+// subscribers; a longer packet than a slot is sent on its own.
+const (
+	batchSlots = 256
+	slotSize   = 1536
+)
+
+type batch struct {
+	n    int
+	lens [batchSlots]int
+	to   [batchSlots]netip.AddrPort
+	bufs [batchSlots][slotSize]byte
+	sys  batchSys // the platform's system-call structures
+}
+
+// batchSender sends b.bufs[:b.n]; the platform provides it.
+type batchSender interface {
+	send(b *batch) (dropped int)
+}
+
+func newBatchConn(conn *net.UDPConn, log zerolog.Logger) (*batchConn, error) {
+	s, err := newBatchSender(conn)
+	if err != nil {
+		return nil, err
+	}
+	c := &batchConn{
+		UDPConn: conn,
+		sender:  s,
+		log:     log,
+		fill:    new(batch),
+		spare:   new(batch),
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	go c.flusher()
+	return c, nil
+}
+
+// WriteToAddrPort queues b for to. It never blocks on the network: a
+// full batch is sent by the caller.
+func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	if len(b) > slotSize {
+		return c.UDPConn.WriteToUDPAddrPort(b, to)
+	}
+	c.mu.Lock()
+	for c.fill.n == batchSlots && !c.closed {
+		c.mu.Unlock()
+		c.flush()
+		c.mu.Lock()
+	}
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	f := c.fill
+	i := f.n
+	f.n++
+	f.lens[i] = copy(f.bufs[i][:], b)
+	f.to[i] = to
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return len(b), nil
+}
+
+// ReadFromAddrPort reads one datagram.
+func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	return c.UDPConn.ReadFromUDPAddrPort(b)
+}
+
+// WriteTo queues b for addr, a *net.UDPAddr.
+func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return c.UDPConn.WriteTo(b, addr)
+	}
+	return c.WriteToAddrPort(b, ua.AddrPort())
+}
+
+func (c *batchConn) flusher() {
+	defer close(c.done)
+	for range c.wake {
+		c.flush()
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return
+		}
+	}
+}
+
+// flush sends the batch being filled, if it has anything.
+func (c *batchConn) flush() {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.mu.Lock()
+	b := c.fill
+	if b.n == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.fill, c.spare = c.spare, nil
+	c.mu.Unlock()
+
+	c.batches.Add(1)
+	c.datagrams.Add(uint64(b.n))
+	if n := c.sender.send(b); n > 0 {
+		if c.dropped.Add(uint64(n)) == uint64(n) {
+			c.log.Warn().Int("datagrams", n).Msg("media socket: a datagram could not be sent; dropped (logged once)")
+		}
+	}
+	b.n = 0
+	c.mu.Lock()
+	c.spare = b
+	c.mu.Unlock()
+}
+
+// Close sends what is queued, stops the flusher and closes the socket.
+func (c *batchConn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	c.closed = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	<-c.done
+	c.flush()
+	return c.UDPConn.Close()
+}

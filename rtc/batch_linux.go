@@ -1,0 +1,130 @@
+package rtc
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// batchSys holds the sendmmsg arguments of a batch, built once per slot.
+type batchSys struct {
+	hdrs  [batchSlots]mmsghdr
+	iovs  [batchSlots]unix.Iovec
+	names [batchSlots]unix.RawSockaddrInet6
+	// direct marks datagrams written one by one, outside sendmmsg.
+	direct [batchSlots]bool
+}
+
+// mmsghdr is struct mmsghdr of <sys/socket.h>.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// mmsgSender sends batches with sendmmsg(2).
+type mmsgSender struct {
+	conn *net.UDPConn
+	raw  syscall.RawConn
+	inet bool // an AF_INET socket; otherwise AF_INET6, which takes IPv4 as mapped addresses
+}
+
+func newBatchSender(conn *net.UDPConn) (batchSender, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("rtc: media socket: %w", err)
+	}
+	var domain int
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+	}); err != nil {
+		return nil, fmt.Errorf("rtc: media socket: %w", err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("rtc: media socket domain: %w", serr)
+	}
+	return &mmsgSender{conn: conn, raw: raw, inet: domain == unix.AF_INET}, nil
+}
+
+func (s *mmsgSender) send(b *batch) (dropped int) {
+	sys := &b.sys
+	for i := 0; i < b.n; i++ {
+		h := &sys.hdrs[i].hdr
+		sys.direct[i] = !s.sockaddr(&sys.names[i], b.to[i], h)
+		sys.iovs[i].Base = &b.bufs[i][0]
+		sys.iovs[i].SetLen(b.lens[i])
+		h.Iov = &sys.iovs[i]
+		h.SetIovlen(1)
+	}
+	for off := 0; off < b.n; {
+		if sys.direct[off] {
+			// An address sendmmsg is not given here (an IPv6 zone): the
+			// socket's own write resolves it.
+			if _, err := s.conn.WriteToUDPAddrPort(b.bufs[off][:b.lens[off]], b.to[off]); err != nil {
+				dropped++
+			}
+			off++
+			continue
+		}
+		end := off + 1
+		for end < b.n && !sys.direct[end] {
+			end++
+		}
+		var sent int
+		var errno syscall.Errno
+		err := s.raw.Write(func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&sys.hdrs[off])), uintptr(end-off), 0, 0, 0)
+			if e == unix.EAGAIN {
+				return false // wait until the socket can take more
+			}
+			sent, errno = int(r), e
+			return true
+		})
+		switch {
+		case err != nil: // the socket is closed
+			return dropped + b.n - off
+		case errno != 0:
+			// The datagram at off failed on its own (an unreachable
+			// route, say); the rest may not.
+			dropped++
+			off++
+		default:
+			off += sent
+		}
+	}
+	return dropped
+}
+
+// sockaddr writes to into sa in the socket's family and points h at it.
+func (s *mmsgSender) sockaddr(sa *unix.RawSockaddrInet6, to netip.AddrPort, h *unix.Msghdr) bool {
+	addr, port := to.Addr(), to.Port()
+	if s.inet {
+		if !addr.Unmap().Is4() {
+			return false
+		}
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: addr.Unmap().As4()}
+		putPort(&sa4.Port, port)
+		h.Name = (*byte)(unsafe.Pointer(sa4))
+		h.Namelen = unix.SizeofSockaddrInet4
+		return true
+	}
+	if addr.Zone() != "" {
+		return false // a link-local peer: not served on the media port
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: addr.As16()}
+	putPort(&sa.Port, port)
+	h.Name = (*byte)(unsafe.Pointer(sa))
+	h.Namelen = unix.SizeofSockaddrInet6
+	return true
+}
+
+// putPort stores port in network byte order.
+func putPort(p *uint16, port uint16) {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	b[0], b[1] = byte(port>>8), byte(port)
+}

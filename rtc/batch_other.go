@@ -1,0 +1,25 @@
+//go:build !linux
+
+package rtc
+
+import "net"
+
+// batchSys is empty where datagrams are sent one by one.
+type batchSys struct{}
+
+// loopSender sends a batch one datagram at a time, for systems without
+// sendmmsg.
+type loopSender struct{ conn *net.UDPConn }
+
+func newBatchSender(conn *net.UDPConn) (batchSender, error) {
+	return loopSender{conn}, nil
+}
+
+func (s loopSender) send(b *batch) (dropped int) {
+	for i := 0; i < b.n; i++ {
+		if _, err := s.conn.WriteToUDPAddrPort(b.bufs[i][:b.lens[i]], b.to[i]); err != nil {
+			dropped++
+		}
+	}
+	return dropped
+}
