@@ -30,6 +30,13 @@ type mmsgSender struct {
 	conn *net.UDPConn
 	raw  syscall.RawConn
 	inet bool // an AF_INET socket; otherwise AF_INET6, which takes IPv4 as mapped addresses
+
+	// The arguments and results of the system call in flight, so that
+	// the function given to raw.Write is made once, not per batch.
+	hdrs   []mmsghdr
+	sent   int
+	errno  syscall.Errno
+	sendFn func(fd uintptr) bool
 }
 
 func newBatchSender(conn *net.UDPConn) (batchSender, error) {
@@ -47,7 +54,19 @@ func newBatchSender(conn *net.UDPConn) (batchSender, error) {
 	if serr != nil {
 		return nil, fmt.Errorf("rtc: media socket domain: %w", serr)
 	}
-	return &mmsgSender{conn: conn, raw: raw, inet: domain == unix.AF_INET}, nil
+	m := &mmsgSender{conn: conn, raw: raw, inet: domain == unix.AF_INET}
+	m.sendFn = m.sendmmsg
+	return m, nil
+}
+
+// sendmmsg sends m.hdrs; raw.Write calls it when the socket is writable.
+func (m *mmsgSender) sendmmsg(fd uintptr) bool {
+	r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
+	if e == unix.EAGAIN {
+		return false // wait until the socket can take more
+	}
+	m.sent, m.errno = int(r), e
+	return true
 }
 
 func (s *mmsgSender) send(b *batch) (dropped int) {
@@ -74,16 +93,10 @@ func (s *mmsgSender) send(b *batch) (dropped int) {
 		for end < b.n && !sys.direct[end] {
 			end++
 		}
-		var sent int
-		var errno syscall.Errno
-		err := s.raw.Write(func(fd uintptr) bool {
-			r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&sys.hdrs[off])), uintptr(end-off), 0, 0, 0)
-			if e == unix.EAGAIN {
-				return false // wait until the socket can take more
-			}
-			sent, errno = int(r), e
-			return true
-		})
+		s.hdrs = sys.hdrs[off:end]
+		err := s.raw.Write(s.sendFn)
+		sent, errno := s.sent, s.errno
+		s.hdrs = nil
 		switch {
 		case err != nil: // the socket is closed
 			return dropped + b.n - off

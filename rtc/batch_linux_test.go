@@ -254,3 +254,20 @@ func startSinkProcess(b *testing.B, n int) []netip.AddrPort {
 	}
 	return addrs
 }
+
+// TestBatchConnAllocs checks queueing and sending a batch allocate
+// nothing.
+func TestBatchConnAllocs(t *testing.T) {
+	c := listenBatched(t, "udp4", "127.0.0.1")
+	defer c.Close()
+	_, to := sinks(t, 2)
+	p := make([]byte, 1000)
+	allocs := testing.AllocsPerRun(200, func() {
+		_, _ = c.WriteToAddrPort(p, to[0])
+		_, _ = c.WriteToAddrPort(p, to[1])
+		c.flush()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch of two", allocs)
+	}
+}
