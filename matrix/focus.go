@@ -81,6 +81,7 @@ type Focus struct {
 	wg      sync.WaitGroup
 
 	unsubscribe func()
+	counters    toDeviceCounters
 }
 
 // New returns the front-end. Feed it with a Transport (it is the
@@ -190,13 +191,20 @@ func (f *Focus) ToDevice(ctx context.Context, evt *event.Event) {
 	log := f.log.With().Str("type", evt.Type.Type).Str("user", string(evt.Sender)).Logger()
 	msg, err := ParseToDevice(evt.Type.Type, evt.Content.VeryRaw)
 	if errors.Is(err, ErrUnknownType) {
+		f.counters.ignored.Add(1)
 		log.Debug().Msg("ignoring to-device message")
 		return
 	}
 	if err != nil {
+		f.counters.failed.Add(1)
 		log.Warn().Err(err).Msg("rejected to-device message")
 		f.rejectMalformed(ctx, evt, err)
 		return
+	}
+	if _, ok := msg.(*Answer); ok {
+		f.counters.failed.Add(1)
+	} else {
+		f.counters.handled.Add(1)
 	}
 	switch m := msg.(type) {
 	case *Invite:

@@ -121,6 +121,8 @@ type Transport struct {
 	seenEvents   *recentSet
 	seenToDevice *recentSet
 	invites      map[id.RoomID]time.Time // when an invite to the room was last handled
+
+	counters toDeviceCounters
 }
 
 // loadedState is the event a full state load delivered for one key.
@@ -250,6 +252,16 @@ func (t *Transport) Close() error {
 // logged in, within ctx. With a Crypto, the message is encrypted when the
 // Crypto says so.
 func (t *Transport) SendToDevice(ctx context.Context, user id.UserID, device id.DeviceID, typ event.Type, content any) error {
+	err := t.sendToDevice(ctx, user, device, typ, content)
+	if err != nil {
+		t.counters.sendFailed.Add(1)
+	} else {
+		t.counters.sent.Add(1)
+	}
+	return err
+}
+
+func (t *Transport) sendToDevice(ctx context.Context, user id.UserID, device id.DeviceID, typ event.Type, content any) error {
 	cli, err := t.deviceClient(ctx)
 	if err != nil {
 		return fmt.Errorf("matrix: send %s to %s/%s: %w", typ.Type, user, device, err)
@@ -515,11 +527,13 @@ func (t *Transport) toDevice(ctx context.Context, evt *event.Event) {
 	}
 	if evt.Type.Type == typeRoomEncrypted {
 		if t.cfg.Crypto == nil {
+			t.counters.failed.Add(1)
 			t.log.Warn().Str("user", string(evt.Sender)).Msg("matrix: dropping an encrypted to-device message: this focus has no encryption yet")
 			return
 		}
 		plain, err := t.cfg.Crypto.DecryptToDevice(ctx, evt)
 		if err != nil {
+			t.counters.failed.Add(1)
 			t.log.Warn().Str("user", string(evt.Sender)).Err(err).Msg("matrix: cannot decrypt a to-device message")
 			return
 		}
