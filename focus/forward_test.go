@@ -99,24 +99,44 @@ func TestKeyframeBurstCostsOneRequest(t *testing.T) {
 			}
 		}
 	}
-	// A request right after is held back by the rate limit, then sent.
-	d, _, _ := f.subscriber(t, f.up, nil)
-	if n := f.upRTC.plis(); n != 1 {
-		t.Fatalf("request inside the interval sent a PLI (%d)", n)
+	// Later joiners are served at once from the burst budget, one
+	// keyframe each, until the budget is spent ...
+	seq, ts := uint16(3), uint32(6000)
+	keyframe := func() {
+		if err := f.up.HandleRTP(0, packet(t, 0x1234, seq, ts, vp8Payload(true), nil)); err != nil {
+			t.Fatal(err)
+		}
+		seq, ts = seq+1, ts+3000
 	}
-	f.clock.Advance(600 * time.Millisecond)
-	if err := f.up.HandleRTP(0, packet(t, 0x1234, 3, 6000, vp8Payload(false), nil)); err != nil {
+	var d *DownTrack
+	immediate := 1
+	for ; immediate < 20; immediate++ {
+		f.clock.Advance(keyframeSpacing)
+		d, _, _ = f.subscriber(t, f.up, nil)
+		if f.upRTC.plis() == immediate {
+			break // held back
+		}
+		keyframe()
+	}
+	if immediate < keyframeBurst {
+		t.Fatalf("only %d joiners in a row were served at once, want at least the burst of %d", immediate, keyframeBurst)
+	}
+	// ... and the next waits for it to refill.
+	f.clock.Advance(f.sfu.opts.KeyframeInterval)
+	if err := f.up.HandleRTP(0, packet(t, 0x1234, seq, ts, vp8Payload(false), nil)); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.upRTC.plis(); n != 2 {
-		t.Fatalf("pending request was not sent after the interval: %d PLIs", n)
+	if n := f.upRTC.plis(); n != immediate+1 {
+		t.Fatalf("pending request was not sent after the budget refilled: %d PLIs, want %d", n, immediate+1)
 	}
+	keyframe()
+	pli := f.upRTC.plis()
 	// A subscriber's own PLI goes upstream, rate-limited.
 	f.clock.Advance(time.Second)
 	d.HandleRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{}})
 	d.HandleRTCP([]rtcp.Packet{&rtcp.FullIntraRequest{}})
-	if n := f.upRTC.plis(); n != 3 {
-		t.Fatalf("subscriber PLI+FIR gave %d PLIs in total, want 3", n)
+	if n := f.upRTC.plis(); n != pli+1 {
+		t.Fatalf("subscriber PLI+FIR gave %d PLIs, want 1", n-pli)
 	}
 }
 

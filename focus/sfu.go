@@ -19,8 +19,10 @@ type Options struct {
 	// plane; zero means unlimited.
 	MaxParticipantsPerConference int
 	MaxParticipants              int
-	// KeyframeInterval is the minimum spacing of keyframe requests sent to
-	// one publisher layer. Zero means 500 ms.
+	// KeyframeInterval is the average spacing of keyframe requests sent
+	// to one publisher layer: a budget that allows short bursts (three
+	// requests, 100 ms apart) so that sporadic joiners start at once.
+	// Zero means 500 ms.
 	KeyframeInterval time.Duration
 	// Now is the clock; nil means time.Now. Tests inject their own, and
 	// with it the control loop does not run by itself: they call control.
