@@ -24,13 +24,18 @@ type Config struct {
 	SharedRooms []SharedRoom `yaml:"shared_rooms"`
 }
 
-// Admin configures the admin routes (/api/rooms).
+// Admin configures the admin routes (/api/rooms, /metrics, /debug/pprof).
 type Admin struct {
 	// Listen is an optional separate listener (host:port) for the admin
 	// routes. Empty serves them on the main listener.
 	Listen string `yaml:"listen"`
-	// Token, when set, must be presented as a bearer token on /api/rooms.
+	// Token, when set, must be presented as a bearer token on the admin
+	// routes.
 	Token string `yaml:"token"`
+	// Metrics serves Prometheus metrics on /metrics.
+	Metrics bool `yaml:"metrics"`
+	// PProf serves the Go profiler on /debug/pprof/. Off by default.
+	PProf bool `yaml:"pprof"`
 }
 
 // WebRTC configures the media engine.
@@ -100,6 +105,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
+		Admin:  Admin{Metrics: true},
 		WebRTC: WebRTC{UDPPort: 7882},
 		CORS:   CORS{AllowedOrigins: []string{"*"}},
 		Limits: Limits{

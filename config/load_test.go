@@ -72,7 +72,7 @@ func TestParseOverlaysDefault(t *testing.T) {
 			name: "everything",
 			yaml: `
 listen: "[::1]:9090"
-admin: {listen: "127.0.0.1:9091", token: s3cret}
+admin: {listen: "127.0.0.1:9091", token: s3cret, metrics: false, pprof: true}
 webrtc:
   udp_port: 50000
   bind_address: 10.0.0.2
@@ -119,7 +119,7 @@ livekit:
 			want: func(c *config.Config) {
 				*c = config.Config{
 					Listen: "[::1]:9090",
-					Admin:  config.Admin{Listen: "127.0.0.1:9091", Token: "s3cret"},
+					Admin:  config.Admin{Listen: "127.0.0.1:9091", Token: "s3cret", PProf: true},
 					WebRTC: config.WebRTC{
 						UDPPort:         50000,
 						BindAddress:     "10.0.0.2",

@@ -15,7 +15,8 @@ import (
 // an open relay: without WHIP tokens, anyone who can reach the listener can
 // publish and watch, so the listener must be loopback unless the operator
 // opted in with whip.insecure_open. It also warns about an unguarded
-// /api/rooms reachable from other hosts.
+// /api/rooms reachable from other hosts, and refuses an unguarded
+// /debug/pprof/ there.
 func checkExposure(cfg config.Config, log zerolog.Logger) error {
 	if len(cfg.WHIP.Tokens) == 0 && !isLoopback(cfg.Listen) {
 		if !cfg.WHIP.InsecureOpen {
@@ -29,15 +30,17 @@ func checkExposure(cfg config.Config, log zerolog.Logger) error {
 		log.Warn().Str("listen", cfg.Listen).
 			Msg("INSECURE: no whip.tokens on a non-loopback listener (insecure_open is set); ANYONE who can reach this port can publish and watch")
 	}
-	if cfg.Admin.Token == "" {
-		adminListen := cfg.Listen
-		if cfg.Admin.Listen != "" {
-			adminListen = cfg.Admin.Listen
+	if admin := adminListen(cfg); cfg.Admin.Token == "" && !isLoopback(admin) {
+		if cfg.Admin.PProf {
+			return &config.Error{
+				Key: "admin.pprof",
+				Problem: fmt.Sprintf("the admin routes are on %q, which is not a loopback address, and admin.token is empty, "+
+					"so anyone who can reach it could profile the focus; set admin.token, put admin.listen on 127.0.0.1, "+
+					"or turn admin.pprof off", admin),
+			}
 		}
-		if !isLoopback(adminListen) {
-			log.Warn().Str("listen", adminListen).
-				Msg("admin.token is empty and /api/rooms is reachable from other hosts; it lists every room and session")
-		}
+		log.Warn().Str("listen", admin).
+			Msg("admin.token is empty and the admin routes are reachable from other hosts; /api/rooms lists every room and session")
 	}
 	return nil
 }

@@ -41,16 +41,16 @@ func newLiveKit(cfg config.Config, listenAddr string, log zerolog.Logger, engine
 // mountLiveKit adds the Element Call routes to mux. The signalling
 // websocket lives for the whole call, so the listener's read and write
 // deadlines, meant for plain requests, are lifted for it.
-func mountLiveKit(mux *http.ServeMux, lk *livekit.Server) {
-	h := lk.Handler()
+func (s *Server) mountLiveKit(mux *http.ServeMux) {
+	h := s.livekit.Handler()
 	long := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Time{})
 		_ = rc.SetWriteDeadline(time.Time{})
 		h.ServeHTTP(w, r)
 	})
-	mux.Handle("/rtc", long)
-	mux.Handle("/rtc/", long)
-	mux.Handle("/sfu/get", h)
-	mux.Handle("/get_token", h)
+	s.handle(mux, "/rtc", routeLiveKitRTC, long)
+	s.handle(mux, "/rtc/", routeLiveKitRTC, long)
+	s.handle(mux, "/sfu/get", routeLiveKitSFUGet, h)
+	s.handle(mux, "/get_token", routeLiveKitGetToken, h)
 }

@@ -30,7 +30,10 @@ type matrixFrontend struct {
 	wg     sync.WaitGroup
 }
 
-func newMatrix(ctx context.Context, cfg config.Config, log zerolog.Logger, engine *rtc.Engine, sfu *focus.SFU) (*matrixFrontend, error) {
+// newMatrix builds the front-end; instrument wraps the appservice API
+// for the HTTP metrics.
+func newMatrix(ctx context.Context, cfg config.Config, log zerolog.Logger, engine *rtc.Engine, sfu *focus.SFU,
+	instrument func(route string, h http.Handler) http.Handler) (*matrixFrontend, error) {
 	mcfg, err := matrix.NewConfig(cfg.Matrix)
 	if err != nil {
 		return nil, err
@@ -74,7 +77,7 @@ func newMatrix(ctx context.Context, cfg config.Config, log zerolog.Logger, engin
 		olm:       olm,
 		focus:     f,
 		ln:        ln,
-		srv:       newHTTPServer(t.Handler(), log),
+		srv:       newHTTPServer(instrument(routeMatrixAppService, t.Handler()), log),
 		log:       log,
 	}, nil
 }

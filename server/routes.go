@@ -16,28 +16,32 @@ import (
 const maxBody = 64 << 10
 
 // mainRoutes serves the page, the WHIP/WHEP front-end, /healthz and, when
-// there is no admin listener, /api/rooms.
+// there is no admin listener, the admin routes.
 func (s *Server) mainRoutes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	s.handle(mux, "/", routePage, web.Handler())
+	// The WHIP/WHEP handler routes by itself; the patterns here only name
+	// the route: a room's endpoint, or one of its sessions.
 	wh := s.whip.Handler()
-	mux.Handle("/whip/", wh)
-	mux.Handle("/whep/", wh)
-	mux.HandleFunc("/healthz", healthz)
+	s.handle(mux, "/whip/", routeWHIP, wh)
+	s.handle(mux, "/whip/{room}/{id}", routeWHIPSession, wh)
+	s.handle(mux, "/whep/", routeWHEP, wh)
+	s.handle(mux, "/whep/{room}/{id}", routeWHEPSession, wh)
+	s.handle(mux, "/healthz", routeHealthz, http.HandlerFunc(healthz))
 	if s.admin == nil {
-		mux.Handle("/api/rooms", s.whip.StatusHandler())
+		s.mountAdmin(mux)
 	}
 	if s.livekit != nil {
-		mountLiveKit(mux, s.livekit)
+		s.mountLiveKit(mux)
 	}
 	return mux
 }
 
-// adminRoutes serves the admin listener: /api/rooms and /healthz.
+// adminRoutes serves the admin listener: the admin routes and /healthz.
 func (s *Server) adminRoutes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/rooms", s.whip.StatusHandler())
-	mux.HandleFunc("/healthz", healthz)
+	s.mountAdmin(mux)
+	s.handle(mux, "/healthz", routeHealthz, http.HandlerFunc(healthz))
 	return mux
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/focus-sfu/focus/focus"
 	"github.com/focus-sfu/focus/focus/speaker"
 	"github.com/focus-sfu/focus/livekit"
+	"github.com/focus-sfu/focus/metrics"
 	"github.com/focus-sfu/focus/rtc"
 	"github.com/focus-sfu/focus/whip"
 )
@@ -34,8 +35,9 @@ type Server struct {
 	engine  *rtc.Engine
 	sfu     *focus.SFU
 	whip    *whip.Server
-	matrix  *matrixFrontend // nil unless matrix.enabled
-	livekit *livekit.Server // nil unless livekit.enabled
+	matrix  *matrixFrontend  // nil unless matrix.enabled
+	livekit *livekit.Server  // nil unless livekit.enabled
+	metrics *metrics.Metrics // nil unless admin.metrics
 	main    listener
 	admin   *listener // nil when the admin routes are on main
 	running atomic.Bool
@@ -100,6 +102,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		MaxAudioForwarded:            cfg.Media.MaxAudioForwarded,
 		KeepUnwatched:                keepUnwatched(cfg.Media.KeepUnwatched),
 	})
+	s.metrics = newMetrics(s)
 	s.whip, err = whip.New(whip.Options{
 		Engine:      s.engine,
 		SFU:         s.sfu,
@@ -119,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 	}
 
 	if cfg.Matrix.Enabled {
-		if s.matrix, err = newMatrix(ctx, cfg, log, s.engine, s.sfu); err != nil {
+		if s.matrix, err = newMatrix(ctx, cfg, log, s.engine, s.sfu, s.instrument); err != nil {
 			return nil, err
 		}
 	}
