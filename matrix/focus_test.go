@@ -467,8 +467,16 @@ func (p *peer) renegotiate(meta map[string]any) {
 		p.t.Fatal(err)
 	}
 	p.waitFor("the focus's answer", func() bool { return p.countDC(DCNegotiate) > before })
+	// The answer is the latest negotiate message; other messages (layer
+	// demand, speakers) may have come after it.
 	p.mu.Lock()
-	last := p.dcMsgs[len(p.dcMsgs)-1]
+	var last DCMessage
+	for i := len(p.dcMsgs) - 1; i >= 0; i-- {
+		if p.dcMsgs[i].Type == DCNegotiate {
+			last = p.dcMsgs[i]
+			break
+		}
+	}
 	p.mu.Unlock()
 	var ans Negotiate
 	if err := json.Unmarshal(last.Content, &ans); err != nil || ans.Description.Type != event.CallDataTypeAnswer {
