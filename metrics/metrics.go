@@ -27,6 +27,8 @@ type Options struct {
 	// ToDevice reads the Matrix front-end's to-device counts; nil when
 	// the front-end is off, and then its metrics are left out.
 	ToDevice func() ToDevice
+	// Socket reads the media socket's counts; nil leaves them out.
+	Socket func() Socket
 }
 
 // ToDevice are the to-device message counts of the Matrix front-end
@@ -55,6 +57,9 @@ func New(opts Options) *Metrics {
 	}
 	if opts.ToDevice != nil {
 		reg.MustRegister(newToDeviceCollector(opts.ToDevice))
+	}
+	if opts.Socket != nil {
+		reg.MustRegister(newSocketCollector(opts.Socket))
 	}
 	h := newHTTPMetrics()
 	reg.MustRegister(h.requests, h.duration)

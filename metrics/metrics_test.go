@@ -151,7 +151,7 @@ func TestCollectorReadsTheSFU(t *testing.T) {
 
 	m := metrics.New(metrics.Options{SFU: sfu, ToDevice: func() metrics.ToDevice {
 		return metrics.ToDevice{Handled: 7, Failed: 2, Ignored: 1, Sent: 9, SendFailed: 1}
-	}})
+	}, Socket: func() metrics.Socket { return metrics.Socket{Batches: 3, Datagrams: 250, Dropped: 1} }})
 	fams, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +187,9 @@ func TestCollectorReadsTheSFU(t *testing.T) {
 		{"focus_matrix_to_device_received_total", map[string]string{"result": "ignored"}, 1},
 		{"focus_matrix_to_device_sent_total", map[string]string{"result": "ok"}, 9},
 		{"focus_matrix_to_device_sent_total", map[string]string{"result": "failed"}, 1},
+		{"focus_media_socket_send_calls_total", nil, 3},
+		{"focus_media_socket_datagrams_sent_total", nil, 250},
+		{"focus_media_socket_datagrams_dropped_total", nil, 1},
 	} {
 		if got := value(t, fams, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -35,7 +35,10 @@ func newMetrics(s *Server) *metrics.Metrics {
 	if !s.cfg.Admin.Metrics {
 		return nil
 	}
-	opts := metrics.Options{SFU: s.sfu}
+	opts := metrics.Options{SFU: s.sfu, Socket: func() metrics.Socket {
+		st := s.engine.SocketStats()
+		return metrics.Socket{Batches: st.Batches, Datagrams: st.Datagrams, Dropped: st.Dropped}
+	}}
 	if s.cfg.Matrix.Enabled {
 		opts.ToDevice = s.toDeviceCounts
 	}
