@@ -41,7 +41,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "focus",
 		Usage:     "a selective forwarding unit (SFU) for WebRTC, with WHIP/WHEP ingest and playback",
-		UsageText: "focus serve [flags]\nfocus generate-registration --config FILE [--output FILE] [--force]\nfocus version",
+		UsageText: "focus serve [flags]\nfocus generate-registration --config FILE [--output FILE] [--force]\nfocus bench [flags]\nfocus version",
 		Description: "Run `focus serve` and open the URL it logs. With no config file it listens on\n" +
 			"127.0.0.1:8080 (HTTP) and UDP 7882 (media), open to anyone on this host.\n" +
 			"See docs/configuration.md for the config file and deployment.",
@@ -49,7 +49,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter:       stderr,
 		HideVersion:     true,
 		HideHelpCommand: true,
-		Commands:        []*cli.Command{serveCommand(), generateRegistrationCommand(), versionCommand()},
+		Commands:        []*cli.Command{serveCommand(), generateRegistrationCommand(), benchCommand(), versionCommand()},
 		// Errors come back to run, which picks the exit code.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   usageError,
