@@ -94,7 +94,7 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 	}
 }
 
-func connect(b *testing.B, viewer, focusPC *webrtc.PeerConnection, lt *LocalTrack) {
+func connect(b testing.TB, viewer, focusPC *webrtc.PeerConnection, lt *LocalTrack) {
 	b.Helper()
 	offer, err := viewer.CreateOffer(nil)
 	if err != nil {

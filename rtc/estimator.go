@@ -237,6 +237,10 @@ func (e *estimator) Close() error {
 type directPacer struct {
 	mu      sync.Mutex // serializes writers of streams
 	streams atomic.Pointer[map[uint32]interceptor.RTPWriter]
+	// fast is the connection's direct path to the media socket, once
+	// its DTLS handshake is done (see srtpPath); nil before and on a
+	// simulated network.
+	fast atomic.Pointer[srtpPath]
 }
 
 func (p *directPacer) update(fn func(m map[uint32]interceptor.RTPWriter)) {
@@ -272,6 +276,11 @@ func (p *directPacer) alias(rtx, ssrc uint32) {
 func (p *directPacer) Write(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 	if m := p.streams.Load(); m != nil {
 		if w, ok := (*m)[h.SSRC]; ok {
+			if f := p.fast.Load(); f != nil {
+				if n, sent, err := f.write(h, payload); sent {
+					return n, err
+				}
+			}
 			return w.Write(h, payload, a)
 		}
 	}

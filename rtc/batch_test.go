@@ -1,0 +1,144 @@
+package rtc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// listenBatched opens a batched media socket on network/host.
+func listenBatched(t testing.TB, network, host string) *batchConn {
+	t.Helper()
+	uc, err := net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(host)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newBatchConn(uc, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sinks opens n loopback receivers.
+func sinks(t testing.TB, n int) ([]*net.UDPConn, []netip.AddrPort) {
+	t.Helper()
+	conns := make([]*net.UDPConn, n)
+	addrs := make([]netip.AddrPort, n)
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadBuffer(4 << 20)
+		t.Cleanup(func() { _ = c.Close() })
+		conns[i], addrs[i] = c, c.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	return conns, addrs
+}
+
+// TestBatchConnDelivers writes more datagrams than a batch holds, to
+// several receivers, and checks each receiver gets its own in order,
+// intact, and from the socket's address.
+func TestBatchConnDelivers(t *testing.T) {
+	for _, tc := range []struct{ network, host string }{
+		{"udp4", "127.0.0.1"}, // AF_INET
+		{"udp", "::"},         // AF_INET6 dual stack: IPv4 peers as mapped addresses
+	} {
+		t.Run(tc.network, func(t *testing.T) {
+			c := listenBatched(t, tc.network, tc.host)
+			defer c.Close()
+			rx, to := sinks(t, 3)
+			const per = batchSlots // three receivers: the batch fills and is sent by the writer
+			for i := 0; i < per; i++ {
+				for r := range rx {
+					p := make([]byte, 8+r*100)
+					binary.BigEndian.PutUint32(p, uint32(i))
+					binary.BigEndian.PutUint32(p[4:], uint32(r))
+					if n, err := c.WriteToAddrPort(p, to[r]); err != nil || n != len(p) {
+						t.Fatalf("write %d to %d: %d %v", i, r, n, err)
+					}
+				}
+			}
+			port := c.LocalAddr().(*net.UDPAddr).Port
+			for r, conn := range rx {
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 2000)
+				for i := 0; i < per; i++ {
+					n, from, err := conn.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						t.Fatalf("receiver %d after %d datagrams: %v", r, i, err)
+					}
+					if n != 8+r*100 || binary.BigEndian.Uint32(buf) != uint32(i) || binary.BigEndian.Uint32(buf[4:]) != uint32(r) {
+						t.Fatalf("receiver %d datagram %d: got %d bytes %x", r, i, n, buf[:8])
+					}
+					if int(from.Port()) != port {
+						t.Fatalf("receiver %d: from %v, want port %d", r, from, port)
+					}
+				}
+			}
+			if s := c.datagrams.Load(); s != uint64(per*len(rx)) {
+				t.Fatalf("counted %d datagrams, sent %d", s, per*len(rx))
+			}
+			if c.batches.Load() >= c.datagrams.Load() {
+				t.Fatalf("%d batches for %d datagrams: nothing was batched", c.batches.Load(), c.datagrams.Load())
+			}
+		})
+	}
+}
+
+// TestBatchConnLongAndClosed checks a datagram longer than a slot goes
+// out on its own, a closed socket refuses writes, and Close sends what
+// was queued.
+func TestBatchConnLongAndClosed(t *testing.T) {
+	c := listenBatched(t, "udp4", "127.0.0.1")
+	rx, to := sinks(t, 1)
+	long := bytes.Repeat([]byte{7}, slotSize+100)
+	if n, err := c.WriteToAddrPort(long, to[0]); err != nil || n != len(long) {
+		t.Fatalf("long write: %d %v", n, err)
+	}
+	if _, err := c.WriteTo([]byte("last"), net.UDPAddrFromAddrPort(to[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteToAddrPort([]byte("x"), to[0]); err == nil {
+		t.Fatal("a write after Close succeeded")
+	}
+	_ = rx[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4000)
+	got := map[int]bool{}
+	for i := 0; i < 2; i++ {
+		n, _, err := rx[0].ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[n] = true
+	}
+	if !got[len(long)] || !got[4] {
+		t.Fatalf("received lengths %v, want %d and 4", got, len(long))
+	}
+}
+
+// TestBatchConnAllocs checks queueing and sending a batch allocate
+// nothing.
+func TestBatchConnAllocs(t *testing.T) {
+	c := listenBatched(t, "udp4", "127.0.0.1")
+	defer c.Close()
+	_, to := sinks(t, 2)
+	p := make([]byte, 1000)
+	allocs := testing.AllocsPerRun(200, func() {
+		_, _ = c.WriteToAddrPort(p, to[0])
+		_, _ = c.WriteToAddrPort(p, to[1])
+		c.flush()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch of two", allocs)
+	}
+}
