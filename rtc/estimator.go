@@ -165,7 +165,16 @@ func (e *estimator) Congestion() (loss float64, overusing bool) {
 // written through the stream's own writer with the RTX SSRC, which gcc
 // never registered: the pacer learns it here.
 func (e *estimator) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	out := e.gcc.AddStream(info, w)
+	// gcc notes each packet as sent, then writes it on w, pion's SRTP
+	// writer, or on the direct path once there is one (see srtpPath).
+	out := e.gcc.AddStream(info, interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		if f := e.pacer.fast.Load(); f != nil {
+			if n, sent, err := f.write(h, payload); sent {
+				return n, err
+			}
+		}
+		return w.Write(h, payload, a)
+	}))
 	if info.SSRCRetransmission != 0 {
 		e.pacer.alias(info.SSRCRetransmission, info.SSRC)
 	}
@@ -276,11 +285,6 @@ func (p *directPacer) alias(rtx, ssrc uint32) {
 func (p *directPacer) Write(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 	if m := p.streams.Load(); m != nil {
 		if w, ok := (*m)[h.SSRC]; ok {
-			if f := p.fast.Load(); f != nil {
-				if n, sent, err := f.write(h, payload); sent {
-					return n, err
-				}
-			}
 			return w.Write(h, payload, a)
 		}
 	}

@@ -133,6 +133,22 @@ func TestFastPathCarriesMedia(t *testing.T) {
 			if sent := e.SocketStats().Datagrams - sentBefore; sent < 100 {
 				t.Fatalf("the media socket sent %d datagrams for 100 frames", sent)
 			}
+			// gcc noted the packets as sent: the viewer's transport-wide
+			// feedback on paced frames gives it delay measurements.
+			for n := uint16(101); n <= 160; n++ {
+				send(false, n)
+				time.Sleep(10 * time.Millisecond)
+			}
+			for {
+				stats := focusPC.est.gcc.GetStats()
+				if r, _ := stats["delayTargetBitrate"].(int); r > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("gcc never measured the path: %v", stats)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		})
 	}
 }
