@@ -13,6 +13,9 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/transport/v4"
 	"github.com/pion/webrtc/v4"
@@ -91,10 +94,14 @@ func newAPI(publisher bool, fb Feedback, n transport.Net) (*webrtc.API, error) {
 	quiet := logging.NewDefaultLoggerFactory()
 	quiet.DefaultLogLevel = logging.LogLevelDisabled
 	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, reg); err != nil {
+	// pion's own logs would only repeat teardown noise (writes on closed
+	// pipes) on the progress line.
+	if err := webrtc.ConfigureNackWithOptions(me, reg,
+		[]nack.GeneratorOption{nack.WithGeneratorLoggerFactory(quiet)}, nack.WithResponderLoggerFactory(quiet)); err != nil {
 		return nil, fmt.Errorf("bench: nack: %w", err)
 	}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+	if err := webrtc.ConfigureRTCPReportsWithOptions(reg,
+		[]report.ReceiverOption{report.WithReceiverLoggerFactory(quiet)}, report.WithSenderLoggerFactory(quiet)); err != nil {
 		return nil, fmt.Errorf("bench: reports: %w", err)
 	}
 	if publisher {
@@ -105,7 +112,7 @@ func newAPI(publisher bool, fb Feedback, n transport.Net) (*webrtc.API, error) {
 			return nil, fmt.Errorf("bench: twcc extension: %w", err)
 		}
 	} else if fb == FeedbackTWCC {
-		if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
+		if err := webrtc.ConfigureTWCCSenderWithOptions(me, reg, twcc.WithLoggerFactory(quiet)); err != nil {
 			return nil, fmt.Errorf("bench: twcc feedback: %w", err)
 		}
 	}
