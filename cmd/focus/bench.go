@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +63,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "pid", Usage: "url target: the server's `PID`, for its CPU and memory (without it those are left out)"},
 			&cli.StringFlag{Name: "log-dir", Usage: "keep each server's config and log under `DIR` (default: a temporary directory, removed)"},
 			&cli.BoolFlag{Name: "json", Usage: "write the report as JSON (schema in docs/performance.md) instead of the table"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write the generator's own CPU profile (pprof) to `FILE`, to see what limits it"},
 			&cli.StringFlag{Name: "plot", Usage: "draw CPU per packet against size for each target into the PNG `FILE`"},
 		},
 		OnUsageError:    usageError,
@@ -108,6 +110,17 @@ func benchAction(c *cli.Context) error {
 	// congestion control reads as a queue. A tenfold heap goal makes that
 	// rare (the heap stays a few hundred MB).
 	debug.SetGCPercent(1000)
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return runtimeError{fmt.Errorf("cpu profile: %w", err)}
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return runtimeError{fmt.Errorf("cpu profile: %w", err)}
+		}
+		defer pprof.StopCPUProfile()
+	}
 	tty := isTerminal(c.App.ErrWriter)
 	o.Progress = bench.NewProgress(c.App.ErrWriter, tty)
 	if o.ServerCPU >= 0 && o.ServerCPU == o.ClientCPU {
