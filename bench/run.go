@@ -140,7 +140,6 @@ func (r *runner) measure(ctx context.Context, tgt Target, plan Plan, label strin
 	win := newWindow()
 	var pubs []*publisher
 	var subs []*subscriber
-	var subsMu sync.Mutex
 	closed := false
 	defer func() {
 		if !closed {
@@ -178,59 +177,11 @@ func (r *runner) measure(ctx context.Context, tgt Target, plan Plan, label strin
 	}
 	rssBefore := readRSS(pid)
 
-	total := len(plan.Subscribers)
-	var joined, failed int
-	var joinErr error
-	jobs := make(chan SubscriberSpec)
-	var wg sync.WaitGroup
-	jctx, cancelJoins := context.WithCancel(ctx)
-	defer cancelJoins()
-	for range max(1, o.JoinConcurrency) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for spec := range jobs {
-				req, err := srv.Subscribe(spec, published[spec.Publisher])
-				var s *subscriber
-				if err == nil {
-					sctx, cancel := context.WithTimeout(jctx, 30*time.Second)
-					s, err = subscribe(sctx, r.osNet, hc, spec, win, req, r.o.Load.Feedback)
-					cancel()
-				}
-				subsMu.Lock()
-				if err != nil {
-					failed++
-					if joinErr == nil {
-						joinErr = err
-						cancelJoins()
-					}
-				} else {
-					subs = append(subs, s)
-					joined++
-				}
-				d := joined
-				subsMu.Unlock()
-				r.prog.Count(label, "joining", d, total)
-			}
-		}()
-	}
-	r.prog.Count(label, "joining", 0, total)
-feed:
-	for _, spec := range plan.Subscribers {
-		select {
-		case jobs <- spec:
-		case <-jctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if joinErr != nil {
-		return res, fmt.Errorf("%d of %d subscriber connections failed; the first: %w", failed, total, joinErr)
-	}
-	if err := ctx.Err(); err != nil {
+	subs, err = r.join(ctx, srv, hc, plan.Subscribers, published, win, label)
+	if err != nil {
 		return res, err
 	}
+	total := len(plan.Subscribers)
 
 	r.prog.Stage(label, fmt.Sprintf("warming up %s", o.Warmup))
 	if err := sleep(ctx, o.Warmup); err != nil {
@@ -296,6 +247,66 @@ feed:
 		res.RSSPerSubscriber = (rssAfter - rssBefore) / Figure(total)
 	}
 	return res, nil
+}
+
+// join connects the subscriber connections, JoinConcurrency at a time,
+// and returns those that connected. The first failure stops the joining
+// and is returned, with how many failed.
+func (r *runner) join(ctx context.Context, srv Server, hc *http.Client, specs []SubscriberSpec, published []Published, win *window, label string) ([]*subscriber, error) {
+	var (
+		mu             sync.Mutex
+		subs           []*subscriber
+		joined, failed int
+		firstErr       error
+	)
+	jobs := make(chan SubscriberSpec)
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range max(1, r.o.JoinConcurrency) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for spec := range jobs {
+				req, err := srv.Subscribe(spec, published[spec.Publisher])
+				var s *subscriber
+				if err == nil {
+					sctx, cancelJoin := context.WithTimeout(jctx, 30*time.Second)
+					s, err = subscribe(sctx, r.osNet, hc, spec, win, req, r.o.Load.Feedback)
+					cancelJoin()
+				}
+				mu.Lock()
+				if err != nil {
+					failed++
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+				} else {
+					subs = append(subs, s)
+					joined++
+				}
+				done := joined
+				mu.Unlock()
+				r.prog.Count(label, "joining", done, len(specs))
+			}
+		}()
+	}
+	r.prog.Count(label, "joining", 0, len(specs))
+feed:
+	for _, spec := range specs {
+		select {
+		case jobs <- spec:
+		case <-jctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return subs, fmt.Errorf("%d of %d subscriber connections failed; the first: %w", failed, len(specs), firstErr)
+	}
+	return subs, ctx.Err()
 }
 
 // tally adds up what the publishers sent and the subscribers received in
