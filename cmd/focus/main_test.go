@@ -159,7 +159,7 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		{name: "open on all interfaces", args: []string{"serve", "--listen", "0.0.0.0:0", "--udp-port", "0"}, want: "config: listen: \"0.0.0.0:0\" is not a loopback address"},
 		{name: "flag overrides file into an error", args: []string{"serve", "-c", writeConfig(t, "listen: \"127.0.0.1:0\"\n"), "--listen", ":0", "--udp-port", "0"}, want: "config: listen: \":0\" is not a loopback address"},
 		{name: "unknown flag", args: []string{"serve", "--lisen", "x"}, want: "flag provided but not defined: -lisen"},
-		{name: "unknown command", args: []string{"bench"}, want: `unknown command "bench"`},
+		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"`},
 		{name: "stray argument", args: []string{"serve", "focus.yaml"}, want: `serve takes no arguments, got "focus.yaml"`},
 	}
 	for _, tt := range tests {
