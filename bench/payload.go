@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/focus-sfu/focus/focus/vp8"
 )
 
 // Every synthetic payload carries a stamp right after its codec header:
@@ -140,26 +142,10 @@ func AppendVP8(dst []byte, s Stamp, f VP8Frame, size int) []byte {
 	pid := f.PictureID & 0x7fff
 	dst = append(dst, b0, vp8I, vp8M|byte(pid>>8), byte(pid))
 	if f.Start {
-		dst = appendVP8FrameTag(dst, f.Keyframe, f.Width, f.Height)
+		dst = vp8.AppendFrameHeader(dst, f.Keyframe, f.Width, f.Height)
 	}
 	s.Video = true
 	return pad(appendStamp(dst, s), start, size)
-}
-
-func appendVP8FrameTag(dst []byte, keyframe bool, width, height uint16) []byte {
-	// bit 0: P (0 = keyframe); bits 1-3: version 0; bit 4: show_frame;
-	// bits 5-23: first partition size (unused here).
-	tag := uint32(1<<4) | uint32(64)<<5
-	if !keyframe {
-		tag |= 1
-	}
-	dst = append(dst, byte(tag), byte(tag>>8), byte(tag>>16))
-	if keyframe {
-		dst = append(dst, 0x9d, 0x01, 0x2a)
-		dst = binary.LittleEndian.AppendUint16(dst, width&0x3fff)
-		dst = binary.LittleEndian.AppendUint16(dst, height&0x3fff)
-	}
-	return dst
 }
 
 // VP8Info is what ParseVP8 reads from the codec header.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/focus-sfu/focus/focus/vp8"
 )
 
 func TestVP8RoundTrip(t *testing.T) {
@@ -60,7 +62,7 @@ func TestVP8KeyframeHeader(t *testing.T) {
 // picture ID, add TL0PICIDX or TID/KEYIDX. The stamp is still found.
 func TestVP8RewrittenDescriptor(t *testing.T) {
 	st := Stamp{Video: true, Stream: 3, Counter: 9, Sent: 42}
-	body := appendStamp(appendVP8FrameTag(nil, true, 320, 180), st)
+	body := appendStamp(vp8.AppendFrameHeader(nil, true, 320, 180), st)
 	for _, tc := range []struct {
 		name string
 		desc []byte

@@ -266,6 +266,25 @@ func KeyframeSize(payload []byte, d *Descriptor) (w, h uint16, ok bool) {
 	return w, h, true
 }
 
+// AppendFrameHeader appends the start of a VP8 frame, the inverse of what
+// IsKeyframe and KeyframeSize read: the frame tag (show_frame set, P
+// clear for a keyframe) and, for a keyframe, the start code and the
+// picture size. Load generators and tests make synthetic frames with it.
+func AppendFrameHeader(dst []byte, keyframe bool, width, height uint16) []byte {
+	// Frame tag: bit 0 P (0 = keyframe), bits 1-3 version 0, bit 4
+	// show_frame, bits 5-23 the first partition's size (nominal here).
+	tag := uint32(1<<4) | uint32(64)<<5
+	if !keyframe {
+		tag |= 1
+	}
+	dst = append(dst, byte(tag), byte(tag>>8), byte(tag>>16))
+	if keyframe {
+		dst = append(dst, 0x9d, 0x01, 0x2a,
+			byte(width), byte(width>>8)&0x3f, byte(height), byte(height>>8)&0x3f)
+	}
+	return dst
+}
+
 // pictureIDMask returns the largest picture ID of the width long says.
 func pictureIDMask(long bool) uint16 {
 	if long {

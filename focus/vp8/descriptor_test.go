@@ -234,3 +234,33 @@ func BenchmarkKeyframeSize(b *testing.B) {
 		KeyframeSize(p, &d)
 	}
 }
+
+// TestAppendFrameHeader checks the synthetic frame header reads back as
+// what it was made as.
+func TestAppendFrameHeader(t *testing.T) {
+	desc := Descriptor{S: true}
+	buf := make([]byte, desc.MarshalSize())
+	if _, err := desc.MarshalTo(buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key  bool
+		w, h uint16
+	}{{true, 1280, 720}, {true, 16383, 1}, {false, 640, 360}} {
+		p := AppendFrameHeader(append([]byte(nil), buf...), tc.key, tc.w, tc.h)
+		var d Descriptor
+		if err := d.Unmarshal(p); err != nil {
+			t.Fatal(err)
+		}
+		if IsKeyframe(p, &d) != tc.key {
+			t.Fatalf("keyframe %v read as %v", tc.key, !tc.key)
+		}
+		w, h, ok := KeyframeSize(p, &d)
+		if tc.key && (!ok || w != tc.w || h != tc.h) {
+			t.Fatalf("keyframe %dx%d read as %dx%d %v", tc.w, tc.h, w, h, ok)
+		}
+		if !tc.key && ok {
+			t.Fatal("a delta frame has a keyframe size")
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
+
+	"github.com/focus-sfu/focus/focus/vp8"
 )
 
 // A synthetic payload ends in a fixed trailer so that a viewer can tell,
@@ -115,25 +117,7 @@ func vp8Header(dst []byte, start, keyframe bool) []byte {
 	if !start {
 		return append(dst, 0x00)
 	}
-	return AppendVP8FrameHeader(append(dst, vp8DescStart), keyframe, vp8Width, vp8Height)
-}
-
-// AppendVP8FrameHeader appends the start of a VP8 frame (RFC 6386 §9.1):
-// the frame tag and, for a keyframe, the start code and the frame size.
-func AppendVP8FrameHeader(dst []byte, keyframe bool, width, height uint16) []byte {
-	// Frame tag: bit 0 P (0 = keyframe), bits 1-3 version 0, bit 4
-	// show_frame, bits 5-23 first partition size (unused here).
-	tag := uint32(1<<4) | uint32(64)<<5
-	if !keyframe {
-		tag |= 1
-	}
-	dst = append(dst, byte(tag), byte(tag>>8), byte(tag>>16))
-	if keyframe {
-		dst = append(dst, 0x9d, 0x01, 0x2a)
-		dst = binary.LittleEndian.AppendUint16(dst, width&0x3fff)
-		dst = binary.LittleEndian.AppendUint16(dst, height&0x3fff)
-	}
-	return dst
+	return vp8.AppendFrameHeader(append(dst, vp8DescStart), keyframe, vp8Width, vp8Height)
 }
 
 // ErrVP8 is returned for a payload that is not a valid VP8 RTP payload.

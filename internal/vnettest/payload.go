@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 
-	"github.com/focus-sfu/focus/internal/testclient"
+	"github.com/focus-sfu/focus/focus/vp8"
 )
 
 // The synthetic VP8 of a simulcast publisher: no encoder, but what an SFU
@@ -52,7 +52,7 @@ func appendVP8(buf []byte, start, keyframe bool, pictureID uint16, width, height
 	}
 	buf = append(buf, first, 0x80, 0x80|byte(pictureID>>8&0x7f), byte(pictureID))
 	if start {
-		buf = testclient.AppendVP8FrameHeader(buf, keyframe, uint16(width), uint16(height))
+		buf = vp8.AppendFrameHeader(buf, keyframe, uint16(width), uint16(height))
 	}
 	for i := len(buf) - begin; i < size-trailerSize; i++ {
 		buf = append(buf, byte(t.Counter)+byte(i))
