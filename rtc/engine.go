@@ -184,9 +184,7 @@ func (e *Engine) NewPeerConnection() (*Peer, error) {
 		_ = pc.Close()
 		return nil, errors.New("rtc: new peer connection: the congestion controller was not built")
 	}
-	p := &Peer{PeerConnection: pc, est: est}
-	e.attachFastPath(p)
-	return p, nil
+	return &Peer{PeerConnection: pc, est: est}, nil
 }
 
 // UDPAddr returns the bound media address.

@@ -165,16 +165,7 @@ func (e *estimator) Congestion() (loss float64, overusing bool) {
 // written through the stream's own writer with the RTX SSRC, which gcc
 // never registered: the pacer learns it here.
 func (e *estimator) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	// gcc notes each packet as sent, then writes it on w, pion's SRTP
-	// writer, or on the direct path once there is one (see srtpPath).
-	out := e.gcc.AddStream(info, interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if f := e.pacer.fast.Load(); f != nil {
-			if n, sent, err := f.write(h, payload); sent {
-				return n, err
-			}
-		}
-		return w.Write(h, payload, a)
-	}))
+	out := e.gcc.AddStream(info, w)
 	if info.SSRCRetransmission != 0 {
 		e.pacer.alias(info.SSRCRetransmission, info.SSRC)
 	}
@@ -246,10 +237,6 @@ func (e *estimator) Close() error {
 type directPacer struct {
 	mu      sync.Mutex // serializes writers of streams
 	streams atomic.Pointer[map[uint32]interceptor.RTPWriter]
-	// fast is the connection's direct path to the media socket, once
-	// its DTLS handshake is done (see srtpPath); nil before and on a
-	// simulated network.
-	fast atomic.Pointer[srtpPath]
 }
 
 func (p *directPacer) update(fn func(m map[uint32]interceptor.RTPWriter)) {
