@@ -96,6 +96,15 @@ func (e *sigEnv) connect(identity, room string, opts ...lksdk.ConnectOption) *lk
 	return c
 }
 
+// presence reports whether c has seen identity (known) and whether it is
+// still connected (in).
+func (c *lkClient) presence(identity string) (in, known bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in, known = c.joined[identity]
+	return in, known
+}
+
 func (c *lkClient) disconnect() {
 	c.room.Disconnect()
 	c.wg.Wait()
@@ -266,9 +275,8 @@ func TestTwoParticipants(t *testing.T) {
 	alice := e.connect("alice", "room")
 	bob := e.connect("bob", "room")
 	eventually(t, 5*time.Second, "alice sees bob", func() bool {
-		alice.mu.Lock()
-		defer alice.mu.Unlock()
-		return alice.joined["bob"]
+		in, _ := alice.presence("bob")
+		return in
 	})
 	aliceMedia := alice.publish()
 	bob.publish()
@@ -329,10 +337,8 @@ func TestTwoParticipants(t *testing.T) {
 	// Alice leaves.
 	alice.disconnect()
 	eventually(t, 5*time.Second, "bob sees alice leave", func() bool {
-		bob.mu.Lock()
-		defer bob.mu.Unlock()
-		in, ok := bob.joined["alice"]
-		return ok && !in
+		in, known := bob.presence("alice")
+		return known && !in
 	})
 	eventually(t, 5*time.Second, "the room keeps bob alone", func() bool {
 		return len(e.srv.members(e.srv.rooms["room"])) == 1
@@ -358,10 +364,7 @@ func TestResume(t *testing.T) {
 	}
 	bob.flowing("alice", 30)
 	alice.flowing("bob", 30)
-	bob.mu.Lock()
-	in := bob.joined["alice"]
-	bob.mu.Unlock()
-	if !in {
+	if in, _ := bob.presence("alice"); !in {
 		t.Error("bob saw alice leave during her resume")
 	}
 }
@@ -705,10 +708,7 @@ func TestResumeWithUnansweredOffer(t *testing.T) {
 		return len(alice.ufrags) > before && alice.sub.ConnectionState() == webrtc.PeerConnectionStateConnected &&
 			alice.packets(carolSID) > 20
 	})
-	bob.mu.Lock()
-	in := bob.joined["alice"]
-	bob.mu.Unlock()
-	if !in {
+	if in, _ := bob.presence("alice"); !in {
 		t.Error("bob saw alice leave during her resume")
 	}
 }
