@@ -46,17 +46,9 @@ func TestMediaAndShutdown(t *testing.T) {
 	}
 	defer pub.Close()
 	// The room has something to watch once the publisher's media flows.
-	var view *testclient.Viewer
-	for view == nil {
-		view, err = testclient.View(ctx, base, "live-1", testclient.ViewOptions{Token: "view"})
-		var se *testclient.StatusError
-		switch {
-		case err == nil:
-		case errors.As(err, &se) && se.Code == http.StatusNotFound && ctx.Err() == nil:
-			time.Sleep(50 * time.Millisecond)
-		default:
-			t.Fatalf("view: %v", err)
-		}
+	view, err := testclient.ViewWhenPublished(ctx, base, "live-1", testclient.ViewOptions{Token: "view"})
+	if err != nil {
+		t.Fatalf("view: %v", err)
 	}
 	defer view.Close()
 	if err := view.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {

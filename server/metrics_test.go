@@ -76,17 +76,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatalf("publish: %v", err)
 	}
 	defer pub.Close()
-	var view *testclient.Viewer
-	for view == nil {
-		view, err = testclient.View(ctx, f.URL, "metrics-room", testclient.ViewOptions{})
-		var se *testclient.StatusError
-		switch {
-		case err == nil:
-		case errors.As(err, &se) && se.Code == http.StatusNotFound && ctx.Err() == nil:
-			time.Sleep(50 * time.Millisecond)
-		default:
-			t.Fatalf("view: %v", err)
-		}
+	view, err := testclient.ViewWhenPublished(ctx, f.URL, "metrics-room", testclient.ViewOptions{})
+	if err != nil {
+		t.Fatalf("view: %v", err)
 	}
 	defer view.Close()
 	if err := view.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {

@@ -2,6 +2,7 @@ package testclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -116,6 +117,23 @@ type trackState struct {
 	haveMarker bool
 	delaySum   time.Duration
 	delayN     int
+}
+
+// ViewWhenPublished is View, retried every 50 ms while the room has
+// nothing to watch yet (404), until ctx ends.
+func ViewWhenPublished(ctx context.Context, baseURL, room string, opts ViewOptions) (*Viewer, error) {
+	for {
+		v, err := View(ctx, baseURL, room, opts)
+		var se *StatusError
+		if err == nil || !errors.As(err, &se) || se.Code != http.StatusNotFound {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // View connects a viewer to POST {baseURL}/whep/{room} with a recvonly
