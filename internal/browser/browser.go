@@ -232,6 +232,10 @@ func (b *Browser) Close() error {
 // DataDir is the browser's --user-data-dir.
 func (b *Browser) DataDir() string { return b.dataDir }
 
+// failureOutputLines is how many lines of Chromium's own output a failed
+// test prints.
+const failureOutputLines = 20
+
 // Output returns the tail of what Chromium wrote on stdout and stderr.
 func (b *Browser) Output() string { return b.output.String() }
 
@@ -248,7 +252,11 @@ func (b *Browser) logDiagnostics() {
 		b.tb.Logf("browser: tab %s: console:\n  %s", p.url, strings.Join(lines, "\n  "))
 	}
 	if out := strings.TrimSpace(b.output.String()); out != "" {
-		b.tb.Logf("browser: chromium output (tail):\n%s", out)
+		// The last lines only: a failed test's own messages come before
+		// this, and a CI log that keeps a window of the output must not
+		// lose them to Chromium's chatter.
+		lines := strings.Split(out, "\n")
+		b.tb.Logf("browser: chromium output (last lines):\n%s", strings.Join(lines[max(0, len(lines)-failureOutputLines):], "\n"))
 	}
 }
 

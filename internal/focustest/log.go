@@ -17,7 +17,7 @@ import (
 const LogEnv = "FOCUS_E2E_LOG"
 
 // failureTail is how many log lines a failed test prints.
-const failureTail = 150
+const failureTail = 80
 
 // Log keeps a focus's log in memory for one test: the whole of it goes
 // to the file named by $FOCUS_E2E_LOG, and its tail is printed if the
