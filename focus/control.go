@@ -125,8 +125,9 @@ func (l *layer) live(now time.Time) bool {
 // updateDemand announces which layers anyone needs, when that changed:
 // every layer up to the highest that an unpaused subscriber wants, so
 // that subscribers short of bandwidth have lower layers to fall back to.
+// An audio track has one layer, wanted while anyone subscribes to it.
 func (t *UpTrack) updateDemand() {
-	if t.info.Kind != KindVideo || t.Closed() {
+	if t.Closed() {
 		return
 	}
 	highest := -1
@@ -136,7 +137,7 @@ func (t *UpTrack) updateDemand() {
 		}
 	}
 	if highest < 0 {
-		if keep := t.owner.conf.sfu.opts.KeepUnwatched; keep != nil && keep(t) {
+		if keep := t.owner.conf.sfu.opts.KeepUnwatched; keep != nil && t.info.Kind == KindVideo && keep(t) {
 			highest = 0
 		}
 	}

@@ -38,7 +38,8 @@ type TrackUnpublished struct {
 // Wanted[i] reports whether layer i is needed: every layer up to the
 // highest that a subscriber wants is, so that subscribers short of
 // bandwidth have lower layers to fall back to. All false means nobody
-// watches the track (see Options.KeepUnwatched).
+// watches the track (see Options.KeepUnwatched). Audio tracks have one
+// layer; front-ends that only pause video ignore their demand.
 type DemandChanged struct {
 	Conference *Conference
 	Track      *UpTrack

@@ -149,6 +149,11 @@ type ParticipantInfo struct {
 	Identity string        // a human-meaningful name: user ID, "whip", ...
 	Role     Role
 	Remote   string // remote address, for logs
+	// Origin names the focus a participant is connected to when it is
+	// a proxy for a participant of another focus (a cascade trunk feeds
+	// its tracks); empty for a participant connected here. A track whose
+	// owner has an Origin is never relayed to a third focus.
+	Origin string
 }
 
 // RTCPWriter sends RTCP on the connection a track belongs to. pion's

@@ -93,6 +93,9 @@ func (c *call) subscriptionPaused(down *focus.DownTrack) {
 // demandChanged records which layers of one of the client's tracks
 // anyone needs, and tells the client.
 func (c *call) demandChanged(up *focus.UpTrack, wanted []bool) {
+	if up.Kind() != focus.KindVideo {
+		return // a client keeps sending its audio, for the speaker ranking
+	}
 	if up.Closed() {
 		delete(c.demand, up)
 		return
