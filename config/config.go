@@ -20,6 +20,8 @@ type Config struct {
 	Matrix Matrix `yaml:"matrix"`
 	// LiveKit is the Element Call front-end (config/livekit.go).
 	LiveKit LiveKit `yaml:"livekit"`
+	// Mesh joins foci into a cascade (config/mesh.go).
+	Mesh Mesh `yaml:"mesh"`
 	// SharedRooms put WHIP/WHEP rooms into LiveKit rooms (config/shared.go).
 	SharedRooms []SharedRoom `yaml:"shared_rooms"`
 }
@@ -117,5 +119,6 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "console"},
 		Matrix:  defaultMatrix(),
 		LiveKit: defaultLiveKit(),
+		Mesh:    defaultMesh(),
 	}
 }

@@ -115,6 +115,16 @@ livekit:
   token_ttl: 90m
   homeservers: {example.org: "https://matrix.example.org"}
   full_access_homeservers: [example.org]
+mesh:
+  enabled: true
+  node_name: a
+  bind: "0.0.0.0:7946"
+  advertise: "203.0.113.7:7946"
+  seeds: ["b.example.org:7946", "10.0.0.3:7946"]
+  gossip_key: "MDEyMzQ1Njc4OWFiY2RlZg=="
+  trunk_secret: "0123456789abcdef0123456789abcdef"
+  trunk_url: "https://focus.example.org"
+  rejoin_interval: 30s
 `,
 			want: func(c *config.Config) {
 				*c = config.Config{
@@ -164,6 +174,17 @@ livekit:
 						Homeservers:           map[string]string{"example.org": "https://matrix.example.org"},
 						FullAccessHomeservers: []string{"example.org"},
 					},
+					Mesh: config.Mesh{
+						Enabled:        true,
+						NodeName:       "a",
+						Bind:           "0.0.0.0:7946",
+						Advertise:      "203.0.113.7:7946",
+						Seeds:          []string{"b.example.org:7946", "10.0.0.3:7946"},
+						GossipKey:      "MDEyMzQ1Njc4OWFiY2RlZg==",
+						TrunkSecret:    "0123456789abcdef0123456789abcdef",
+						TrunkURL:       "https://focus.example.org",
+						RejoinInterval: 30 * time.Second,
+					},
 				}
 			},
 		},
@@ -191,6 +212,13 @@ func TestParseErrors(t *testing.T) {
 		msg  string
 	}{
 		{"unknown top-level key", "lisen: x\n", "lisen", `config: unknown key "lisen"`},
+		{"mesh without a trunk secret", "mesh:\n  enabled: true\n", "mesh.trunk_secret", `config: mesh.trunk_secret: must be set when mesh.enabled is true (e.g. openssl rand -hex 32)`},
+		{"short trunk secret", "mesh:\n  trunk_secret: abc\n", "mesh.trunk_secret", `config: mesh.trunk_secret: is 3 characters; use at least 32 (e.g. openssl rand -hex 32)`},
+		{"gossip key not base64", "mesh:\n  gossip_key: \"!!\"\n", "mesh.gossip_key", `config: mesh.gossip_key: is not base64 (e.g. openssl rand -base64 32)`},
+		{"gossip key of 5 bytes", "mesh:\n  gossip_key: \"YWJjZGU=\"\n", "mesh.gossip_key", `config: mesh.gossip_key: decodes to 5 bytes; want 16, 24 or 32 (e.g. openssl rand -base64 32)`},
+		{"seed without a port", "mesh:\n  seeds: [a.example.org]\n", "mesh.seeds[0]", `config: mesh.seeds[0]: "a.example.org" is not host:port`},
+		{"trunk url not http", "mesh:\n  trunk_url: \"ftp://x\"\n", "mesh.trunk_url", `config: mesh.trunk_url: "ftp://x" is not an http(s):// URL`},
+		{"rejoin interval too short", "mesh:\n  rejoin_interval: 10ms\n", "mesh.rejoin_interval", `config: mesh.rejoin_interval: 10ms is under 1s`},
 		{"unknown nested key", "webrtc:\n  udp_prot: 1\n", "webrtc.udp_prot", `config: unknown key "webrtc.udp_prot"`},
 		{"unknown key in a list item", "whip:\n  tokens:\n    - token: a\n      rom: [x]\n", "whip.tokens[0].rom", `config: unknown key "whip.tokens[0].rom"`},
 		{"unknown key in the second list item", "webrtc:\n  ice_servers:\n    - urls: [\"stun:a\"]\n    - url: [\"stun:b\"]\n", "webrtc.ice_servers[1].url", `config: unknown key "webrtc.ice_servers[1].url"`},

@@ -59,6 +59,9 @@ func (c Config) Validate() error {
 	if err := c.LiveKit.validate(c.Listen); err != nil {
 		return err
 	}
+	if err := c.Mesh.validate(); err != nil {
+		return err
+	}
 	return validateSharedRooms(c.SharedRooms)
 }
 

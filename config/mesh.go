@@ -1,0 +1,126 @@
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+)
+
+// MinTrunkSecretLen is the shortest mesh.trunk_secret accepted: it keys the
+// HMAC-SHA256 that signs trunk requests between foci.
+const MinTrunkSecretLen = 32
+
+// Mesh configures cascading: the memberlist mesh of foci (mesh/) and the
+// WebRTC trunks between them (cascade/). See docs/cascade.md.
+type Mesh struct {
+	// Enabled joins this focus to a mesh.
+	Enabled bool `yaml:"enabled"`
+	// NodeName names this focus in the mesh; unique among its nodes.
+	// Empty uses the host name.
+	NodeName string `yaml:"node_name"`
+	// Bind is the gossip address (TCP and UDP, host:port).
+	Bind string `yaml:"bind"`
+	// Advertise is the gossip address other foci dial, when it differs
+	// from Bind (NAT, 0.0.0.0). Empty uses Bind.
+	Advertise string `yaml:"advertise"`
+	// Seeds are foci to join through (host:port); a host name that
+	// resolves to several addresses means all of them.
+	Seeds []string `yaml:"seeds"`
+	// GossipKey encrypts gossip: base64 of 16, 24 or 32 random bytes, the
+	// same on every node. Empty gossips in plain text (a warning is logged).
+	GossipKey string `yaml:"gossip_key"`
+	// TrunkSecret signs the HTTP requests that set up trunks; the same on
+	// every node. Required when enabled.
+	TrunkSecret string `yaml:"trunk_secret"`
+	// TrunkURL is the base URL other foci reach this focus's trunk
+	// endpoint at. Empty means http:// + the main listener's address.
+	TrunkURL string `yaml:"trunk_url"`
+	// RejoinInterval is how often the seeds that are not alive members
+	// are joined again, so that a healed partition heals the mesh too.
+	RejoinInterval time.Duration `yaml:"rejoin_interval"`
+}
+
+func defaultMesh() Mesh {
+	return Mesh{
+		Bind:           "127.0.0.1:7946",
+		Seeds:          []string{},
+		RejoinInterval: 15 * time.Second,
+	}
+}
+
+// NodeNameOrDefault is NodeName, or the host name when it is empty.
+func (m Mesh) NodeNameOrDefault() string {
+	if m.NodeName != "" {
+		return m.NodeName
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "focus"
+	}
+	return h
+}
+
+// TrunkURLOrDefault is TrunkURL, or http:// + listenAddr when it is empty.
+// listenAddr is the address the main listener is bound to.
+func (m Mesh) TrunkURLOrDefault(listenAddr string) string {
+	if m.TrunkURL != "" {
+		return m.TrunkURL
+	}
+	return "http://" + listenAddr
+}
+
+// GossipKeyBytes decodes GossipKey; nil when it is empty. Validate has
+// checked it.
+func (m Mesh) GossipKeyBytes() []byte {
+	if m.GossipKey == "" {
+		return nil
+	}
+	b, _ := base64.StdEncoding.DecodeString(m.GossipKey)
+	return b
+}
+
+// validate checks the section. Values that are set are always checked;
+// the trunk secret is required only when Enabled.
+func (m Mesh) validate() error {
+	if err := checkHostPort("mesh.bind", m.Bind); err != nil {
+		return err
+	}
+	if m.Advertise != "" {
+		if err := checkHostPort("mesh.advertise", m.Advertise); err != nil {
+			return err
+		}
+	}
+	for i, s := range m.Seeds {
+		if err := checkHostPort(indexKey("mesh.seeds", i), s); err != nil {
+			return err
+		}
+	}
+	if m.GossipKey != "" {
+		b, err := base64.StdEncoding.DecodeString(m.GossipKey)
+		if err != nil {
+			return errorf("mesh.gossip_key", "is not base64 (e.g. openssl rand -base64 32)")
+		}
+		if n := len(b); n != 16 && n != 24 && n != 32 {
+			return errorf("mesh.gossip_key", fmt.Sprintf("decodes to %d bytes; want 16, 24 or 32 (e.g. openssl rand -base64 32)", n))
+		}
+	}
+	if m.TrunkSecret != "" && len(m.TrunkSecret) < MinTrunkSecretLen {
+		return errorf("mesh.trunk_secret", fmt.Sprintf(
+			"is %d characters; use at least %d (e.g. openssl rand -hex 32)", len(m.TrunkSecret), MinTrunkSecretLen))
+	}
+	if m.Enabled && m.TrunkSecret == "" {
+		return errorf("mesh.trunk_secret", "must be set when mesh.enabled is true (e.g. openssl rand -hex 32)")
+	}
+	if m.TrunkURL != "" {
+		u, err := url.Parse(m.TrunkURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errorf("mesh.trunk_url", fmt.Sprintf("%q is not an http(s):// URL", m.TrunkURL))
+		}
+	}
+	if m.RejoinInterval < time.Second {
+		return errorf("mesh.rejoin_interval", fmt.Sprintf("%s is under 1s", m.RejoinInterval))
+	}
+	return nil
+}
