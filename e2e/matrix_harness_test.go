@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/focus-sfu/focus/config"
 	"github.com/focus-sfu/focus/internal/dendrite"
 	"github.com/focus-sfu/focus/internal/focustest"
+	"github.com/focus-sfu/focus/internal/freeport"
 	"github.com/focus-sfu/focus/internal/matrixclient"
 	"github.com/focus-sfu/focus/matrix"
 )
@@ -71,13 +71,11 @@ func startMatrix(t *testing.T) *matrixEnv {
 // listens on it.
 func freeLoopbackPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // room creates a room as the first user, with the others and the focus

@@ -20,6 +20,8 @@ import (
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/focus-sfu/focus/internal/freeport"
 )
 
 // ServerName is the server name of every test homeserver: user IDs look
@@ -330,12 +332,11 @@ func (s *Server) kill() {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		return 0, fmt.Errorf("dendrite: find a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return port, nil
 }
 
 // Stop stops Dendrite: SIGTERM, then SIGKILL if it has not exited within
