@@ -39,7 +39,8 @@ func (s *Server) waitSources(ctx context.Context, room string, pinned focus.Part
 }
 
 // pickSources returns the tracks of the pinned or newest publisher
-// session, and whether that publisher has all of its tracks yet.
+// session, and whether that publisher has all of its tracks yet. A pinned
+// publisher may also be any participant of the room's conference.
 func (s *Server) pickSources(room string, pinned focus.ParticipantID) ([]*focus.UpTrack, bool) {
 	sessions := s.roomSessions(room)
 	for i := len(sessions) - 1; i >= 0; i-- {
@@ -49,6 +50,16 @@ func (s *Server) pickSources(room string, pinned focus.ParticipantID) ([]*focus.
 		}
 		tracks := sess.part.Tracks()
 		return onePerKind(tracks), len(tracks) >= sess.expected
+	}
+	if pinned != "" {
+		// A publisher of the room that is not a WHIP session: one of
+		// another front-end in a shared room, or one on another focus
+		// that the cascade shows here.
+		if c := s.opts.SFU.Conference(ConferenceID(room)); c != nil {
+			if p := c.Participant(pinned); p != nil {
+				return onePerKind(p.Tracks()), true
+			}
+		}
 	}
 	return nil, true
 }

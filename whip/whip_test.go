@@ -476,3 +476,50 @@ func TestOfferSetupRoles(t *testing.T) {
 		}
 	}
 }
+
+// A viewer may pin (?stream=) a participant of the room that is not a
+// WHIP session: one that another front-end, or the cascade, put in the
+// room's conference.
+func TestViewerPinsAParticipantOfAnotherFrontEnd(t *testing.T) {
+	e := newEnv(t, nil)
+	other, err := e.sfu.Join(ConferenceID("room"), focus.ParticipantInfo{ID: "elsewhere", Identity: "proxy", Role: focus.RoleIngress, Origin: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range []focus.TrackInfo{
+		{Kind: focus.KindAudio, Codec: focus.Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}},
+		{Kind: focus.KindVideo, Codec: focus.Codec{MimeType: "video/VP8", ClockRate: 90000}},
+	} {
+		if _, err := other.Publish(info, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishRoom(t, e) // the newest publisher, which an unpinned viewer gets
+
+	v := newClient(t, false)
+	r := e.do("POST", "/whep/room?stream=elsewhere", "application/sdp", v.offer, nil)
+	v.accept(t, r)
+	var viewer *focus.Participant
+	for _, p := range e.sfu.Conference("whip:room").Participants() {
+		if p.Info().Identity == "whep" {
+			viewer = p
+		}
+	}
+	if viewer == nil {
+		t.Fatal("no viewer joined")
+	}
+	downs := viewer.DownTracks()
+	if len(downs) != 2 {
+		t.Fatalf("viewer got %d tracks, want 2", len(downs))
+	}
+	for _, d := range downs {
+		if got := d.Source().Owner().ID(); got != "elsewhere" {
+			t.Errorf("viewer's %s track comes from %s, want the pinned participant", d.Kind(), got)
+		}
+	}
+
+	r = e.do("POST", "/whep/room?stream=nobody", "application/sdp", newClient(t, false).offer, nil)
+	if b := body(t, r); r.StatusCode != http.StatusNotFound || !strings.Contains(b, `no stream "nobody"`) {
+		t.Fatalf("pinning an unknown stream: %d %s", r.StatusCode, b)
+	}
+}
