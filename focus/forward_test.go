@@ -3,6 +3,7 @@ package focus
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -264,49 +265,50 @@ func TestPublisherLeaveEndsSubscriptions(t *testing.T) {
 	}
 }
 
+// Demand follows the subscribers of video and audio tracks alike: the
+// cascade pulls a remote track of either kind on it.
 func TestEventsAndDemand(t *testing.T) {
-	clock := newFakeClock()
-	s := New(Options{Now: clock.Now})
-	var got []string
-	cancel := s.OnEvent(func(ev Event) {
-		switch e := ev.(type) {
-		case ParticipantJoined:
-			got = append(got, "joined")
-		case TrackPublished:
-			got = append(got, "published")
-		case DemandChanged:
-			if e.Wanted[0] {
-				got = append(got, "wanted")
-			} else {
-				got = append(got, "unwanted")
+	for _, info := range []TrackInfo{{Kind: KindVideo, Codec: vp8Codec}, {Kind: KindAudio, Codec: opus}} {
+		t.Run(info.Kind.String(), func(t *testing.T) {
+			clock := newFakeClock()
+			s := New(Options{Now: clock.Now})
+			var got []string
+			cancel := s.OnEvent(func(ev Event) {
+				switch e := ev.(type) {
+				case ParticipantJoined:
+					got = append(got, "joined")
+				case TrackPublished:
+					got = append(got, "published")
+				case DemandChanged:
+					if e.Wanted[0] {
+						got = append(got, "wanted")
+					} else {
+						got = append(got, "unwanted")
+					}
+				}
+			})
+			control := func() {
+				clock.Advance(controlInterval)
+				s.control(clock.Now())
 			}
-		}
-	})
-	control := func() {
-		clock.Advance(controlInterval)
-		s.control(clock.Now())
-	}
-	p, _ := s.Join("c", ParticipantInfo{})
-	up, _ := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec}, nil)
-	control() // nobody watches: the publisher may stop
-	q, _ := s.Join("c", ParticipantInfo{})
-	d1, _ := q.Subscribe(up)
-	d2, _ := q.Subscribe(up)
-	control()
-	d1.Close()
-	control() // d2 still watches
-	d2.Close()
-	control()
-	cancel()
-	_, _ = s.Join("c", ParticipantInfo{})
-	want := []string{"joined", "published", "unwanted", "joined", "wanted", "unwanted"}
-	if len(got) != len(want) {
-		t.Fatalf("events %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("events %v, want %v", got, want)
-		}
+			p, _ := s.Join("c", ParticipantInfo{})
+			up, _ := p.Publish(info, nil)
+			control() // nobody watches: the publisher may stop
+			q, _ := s.Join("c", ParticipantInfo{})
+			d1, _ := q.Subscribe(up)
+			d2, _ := q.Subscribe(up)
+			control()
+			d1.Close()
+			control() // d2 still watches
+			d2.Close()
+			control()
+			cancel()
+			_, _ = s.Join("c", ParticipantInfo{})
+			want := []string{"joined", "published", "unwanted", "joined", "wanted", "unwanted"}
+			if !slices.Equal(got, want) {
+				t.Fatalf("events %v, want %v", got, want)
+			}
+		})
 	}
 }
 
@@ -324,9 +326,14 @@ func TestKeepUnwatched(t *testing.T) {
 	if _, err := p.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Layers: []string{"q", "h", "f"}}, nil); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := p.Publish(TrackInfo{Kind: KindAudio, Codec: opus}, nil); err != nil {
+		t.Fatal(err)
+	}
 	s.control(clock.Now())
-	if len(wanted) != 1 || !wanted[0][0] || wanted[0][1] || wanted[0][2] {
-		t.Fatalf("demand %v, want only the lowest layer", wanted)
+	// The video keeps its lowest layer; the audio, which KeepUnwatched
+	// does not cover, is unwanted.
+	if len(wanted) != 2 || !slices.Equal(wanted[0], []bool{true, false, false}) || !slices.Equal(wanted[1], []bool{false}) {
+		t.Fatalf("demand %v, want only the video's lowest layer", wanted)
 	}
 }
 
