@@ -4,8 +4,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
+
+	"github.com/focus-sfu/focus/focus"
 )
 
 // RoomStatus is one room in GET /api/rooms.
@@ -15,10 +18,13 @@ type RoomStatus struct {
 	Viewers    int               `json:"viewers"`
 }
 
-// PublisherStatus is one WHIP session.
+// PublisherStatus is one WHIP session, or another publisher in the
+// room's conference: one of another front-end in a shared room, or one
+// on another focus (Origin) that the cascade shows here.
 type PublisherStatus struct {
 	ID      string        `json:"id"`
 	Started time.Time     `json:"started"`
+	Origin  string        `json:"origin,omitempty"`
 	Tracks  []TrackStatus `json:"tracks"`
 }
 
@@ -78,20 +84,43 @@ func (s *Server) Rooms() []RoomStatus {
 			rs.Viewers++
 			continue
 		}
-		ps := PublisherStatus{ID: sess.id, Started: sess.created, Tracks: []TrackStatus{}}
-		for _, t := range sess.part.Tracks() {
-			st := t.Stats()
-			ps.Tracks = append(ps.Tracks, TrackStatus{
-				ID: string(t.ID()), Kind: t.Kind().String(), Codec: t.Codec().MimeType,
-				Bitrate: st.Bitrate, Packets: st.Packets, Subscribers: t.Subscribers(),
-			})
-		}
-		rs.Publishers = append(rs.Publishers, ps)
+		rs.Publishers = append(rs.Publishers, publisherStatus(sess.part, sess.created))
 	}
 	rooms := make([]RoomStatus, 0, len(byName))
 	for _, rs := range byName {
+		rs.Publishers = append(rs.Publishers, s.otherPublishers(rs.Name, all)...)
 		rooms = append(rooms, *rs)
 	}
 	sort.Slice(rooms, func(i, j int) bool { return rooms[i].Name < rooms[j].Name })
 	return rooms
+}
+
+func publisherStatus(p *focus.Participant, started time.Time) PublisherStatus {
+	ps := PublisherStatus{ID: string(p.ID()), Started: started, Origin: p.Info().Origin, Tracks: []TrackStatus{}}
+	for _, t := range p.Tracks() {
+		st := t.Stats()
+		ps.Tracks = append(ps.Tracks, TrackStatus{
+			ID: string(t.ID()), Kind: t.Kind().String(), Codec: t.Codec().MimeType,
+			Bitrate: st.Bitrate, Packets: st.Packets, Subscribers: t.Subscribers(),
+		})
+	}
+	return ps
+}
+
+// otherPublishers are the participants with tracks in room's conference
+// that are not WHIP sessions, oldest first.
+func (s *Server) otherPublishers(room string, sessions []*session) []PublisherStatus {
+	c := s.opts.SFU.Conference(ConferenceID(room))
+	if c == nil {
+		return nil
+	}
+	var out []PublisherStatus
+	for _, p := range c.Participants() {
+		if len(p.Tracks()) == 0 || slices.ContainsFunc(sessions, func(sess *session) bool { return sess.part == p }) {
+			continue
+		}
+		out = append(out, publisherStatus(p, p.Joined()))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
 }

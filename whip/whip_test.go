@@ -518,6 +518,17 @@ func TestViewerPinsAParticipantOfAnotherFrontEnd(t *testing.T) {
 		}
 	}
 
+	// /api/rooms lists it beside the WHIP publisher, with its origin.
+	var origins []string
+	for _, r := range rooms(t, e) {
+		for _, p := range r.Publishers {
+			origins = append(origins, p.ID+"@"+p.Origin)
+		}
+	}
+	if got := strings.Join(origins, " "); !strings.HasSuffix(got, " elsewhere@b") || len(origins) != 2 {
+		t.Errorf("/api/rooms publishers %q, want the WHIP publisher then elsewhere@b", got)
+	}
+
 	r = e.do("POST", "/whep/room?stream=nobody", "application/sdp", newClient(t, false).offer, nil)
 	if b := body(t, r); r.StatusCode != http.StatusNotFound || !strings.Contains(b, `no stream "nobody"`) {
 		t.Fatalf("pinning an unknown stream: %d %s", r.StatusCode, b)
