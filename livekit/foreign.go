@@ -94,7 +94,8 @@ func (s *Server) foreignVersion(p *focus.Participant, gone bool) uint32 {
 
 // foreignInfo describes a foreign participant as LiveKit clients see it:
 // its identity made unique with its sid (a client keys participants by
-// identity), ingress kind for an ingress, and its tracks, unmuted.
+// identity) unless it is a call member on another focus, ingress kind for
+// an ingress, and its tracks, unmuted.
 func foreignInfo(p *focus.Participant, version uint32, state livekit.ParticipantInfo_State) *livekit.ParticipantInfo {
 	pi := p.Info()
 	sid := participantSID(p)
@@ -106,9 +107,17 @@ func foreignInfo(p *focus.Participant, version uint32, state livekit.Participant
 	if name == "" {
 		name = "participant"
 	}
+	identity := name + "-" + suffix
+	if pi.Origin != "" && pi.Role == focus.RoleMember && pi.Identity != "" {
+		// A call member on another focus, shown here by the cascade: its
+		// identity is already unique in the call (a LiveKit identity such
+		// as Element Call's @user:server:DEVICE), and clients map tiles
+		// to members by it.
+		identity = pi.Identity
+	}
 	info := &livekit.ParticipantInfo{
 		Sid:        sid,
-		Identity:   name + "-" + suffix,
+		Identity:   identity,
 		Name:       name,
 		State:      state,
 		JoinedAt:   p.Joined().Unix(),

@@ -50,3 +50,25 @@ func TestForeignInfo(t *testing.T) {
 		t.Errorf("participantSID = %q", got)
 	}
 }
+
+// A call member on another focus, shown by the cascade, keeps its own
+// LiveKit identity and sid: Element Call maps tiles to members by them. An
+// ingress on another focus is made unique like a local one.
+func TestForeignInfoOfACascadeProxy(t *testing.T) {
+	sfu := focus.New(focus.Options{})
+	defer sfu.Close()
+	member, err := sfu.Join("lk:room", focus.ParticipantInfo{ID: "PA_remote1", Identity: "@alice:example.org:DEVICE", Role: focus.RoleMember, Origin: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := foreignInfo(member, 1, livekit.ParticipantInfo_ACTIVE); info.Identity != "@alice:example.org:DEVICE" || info.Sid != "PA_remote1" || info.Kind != livekit.ParticipantInfo_STANDARD {
+		t.Errorf("member proxy = %v", info)
+	}
+	ingress, err := sfu.Join("lk:room", focus.ParticipantInfo{ID: "fedcba9876543210", Identity: "whip", Role: focus.RoleIngress, Origin: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := foreignInfo(ingress, 1, livekit.ParticipantInfo_ACTIVE); info.Identity != "whip-fedcba987654" {
+		t.Errorf("ingress proxy identity = %q", info.Identity)
+	}
+}
