@@ -305,13 +305,24 @@ func (c *call) available() metadata.Metadata {
 	out := metadata.Metadata{}
 	for _, t := range c.part.Conference().Tracks() {
 		owner := c.f.callOf(t.Owner())
-		if owner == nil || owner == c {
+		if owner == c {
 			continue
 		}
 		info := t.Info()
 		s, ok := out[info.StreamID]
 		if !ok {
-			s = owner.streamMeta(t)
+			if owner != nil {
+				s = owner.streamMeta(t)
+			} else if s, ok = remoteStreamMeta(t); !ok {
+				continue
+			}
+		}
+		if owner == nil {
+			if t.Kind() == focus.KindAudio {
+				s.AudioMuted = t.Muted()
+			} else {
+				s.VideoMuted = t.Muted()
+			}
 		}
 		if s.Tracks == nil {
 			s.Tracks = map[string]metadata.Track{}
@@ -339,6 +350,30 @@ func (c *call) streamMeta(t *focus.UpTrack) metadata.Stream {
 	}
 	s.UserID, s.DeviceID = c.user, c.device
 	return s
+}
+
+// remoteStreamMeta describes the stream of t when t's owner is a call
+// member on another focus, shown here by the cascade: its identity is
+// the member's "@user:server:DEVICE" (the mute state is each track's).
+// Participants that are not Matrix call members are not shown.
+func remoteStreamMeta(t *focus.UpTrack) (metadata.Stream, bool) {
+	pi := t.Owner().Info()
+	if pi.Origin == "" || pi.Role != focus.RoleMember {
+		return metadata.Stream{}, false
+	}
+	i := strings.LastIndexByte(pi.Identity, ':')
+	if i <= 0 || i == len(pi.Identity)-1 {
+		return metadata.Stream{}, false
+	}
+	user := id.UserID(pi.Identity[:i])
+	if _, _, err := user.Parse(); err != nil {
+		return metadata.Stream{}, false
+	}
+	s := metadata.Stream{Purpose: metadata.PurposeUsermedia, UserID: user, DeviceID: id.DeviceID(pi.Identity[i+1:])}
+	if t.Info().Source == focus.SourceScreenShare {
+		s.Purpose = metadata.PurposeScreenshare
+	}
+	return s, true
 }
 
 func (f *Focus) callOf(p *focus.Participant) *call {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/focus-sfu/focus/focus"
 	"github.com/focus-sfu/focus/internal/testclient"
+	"github.com/focus-sfu/focus/metadata"
 	"github.com/focus-sfu/focus/rtc"
 )
 
@@ -606,4 +607,50 @@ func TestInviteBeforeMembership(t *testing.T) {
 		c := h.sfu.Conference(conferenceID(callRoom, "conf"))
 		return c != nil && len(c.Tracks()) == 2
 	})
+}
+
+// A call member on another focus, shown here by the cascade as a proxy
+// participant, is announced to local members like a local one: its
+// streams with its user and device, purpose and mute state. A proxy
+// that is not a Matrix member (a WHIP ingress) is not.
+func TestRemoteMemberIsAnnounced(t *testing.T) {
+	h := newHarness(t)
+	a := h.join("@a:hs", "A", "conf")
+	proxy, err := h.sfu.Join(conferenceID(callRoom, "conf"), focus.ParticipantInfo{Identity: "@carol:other.example:DEVC", Role: focus.RoleMember, Origin: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.Publish(focus.TrackInfo{ID: "mic-C", StreamID: "stream-C", Kind: focus.KindAudio, Source: focus.SourceMicrophone, Codec: focus.Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cam, err := proxy.Publish(focus.TrackInfo{ID: "cam-C", StreamID: "stream-C", Kind: focus.KindVideo, Source: focus.SourceCamera, Codec: focus.Codec{MimeType: "video/VP8", ClockRate: 90000}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cam.SetMuted(true)
+	ingress, err := h.sfu.Join(conferenceID(callRoom, "conf"), focus.ParticipantInfo{Identity: "whip", Role: focus.RoleIngress, Origin: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ingress.Publish(focus.TrackInfo{ID: "v", StreamID: "whip-stream", Kind: focus.KindVideo, Codec: focus.Codec{MimeType: "video/VP8", ClockRate: 90000}}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	a.waitFor("carol's stream", func() bool { return len(a.lastMetadata()["stream-C"]) == 2 })
+	a.mu.Lock()
+	var got metadata.Metadata
+	for i := len(a.dcMsgs) - 1; i >= 0 && got == nil; i-- {
+		var m MetadataChanged
+		if a.dcMsgs[i].Type == DCMetadataChanged && json.Unmarshal(a.dcMsgs[i].Content, &m) == nil {
+			got = m.Metadata
+		}
+	}
+	a.mu.Unlock()
+	s := got["stream-C"]
+	if s.UserID != "@carol:other.example" || s.DeviceID != "DEVC" || s.Purpose != metadata.PurposeUsermedia || !s.VideoMuted || s.AudioMuted {
+		t.Errorf("carol's stream = %+v", s)
+	}
+	if _, ok := got["whip-stream"]; ok {
+		t.Errorf("a WHIP ingress on another focus is announced: %+v", got)
+	}
 }
