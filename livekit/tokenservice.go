@@ -45,6 +45,10 @@ type TokenConfig struct {
 	// CORSOrigins are the origins browsers may call from. nil allows every
 	// origin ("*", as lk-jwt-service does); an empty list allows none.
 	CORSOrigins []string
+	// Place, when set, chooses the focus that takes a participant of a
+	// room (by name) when several foci share the service URL in a mesh:
+	// it returns that focus's URL for clients, or "" for this one (URL).
+	Place func(room string) string
 }
 
 // TokenService trades a Matrix OpenID token for a LiveKit JWT, as
@@ -421,8 +425,14 @@ func (t *TokenService) grant(r *http.Request, user id.UserID, device id.DeviceID
 		log.Error().Err(err).Msg("mint a JWT")
 		return tokenResponse{}, refuse(http.StatusInternalServerError, "M_UNKNOWN", "Internal Server Error")
 	}
-	log.Info().Str("identity", identity).Msg("token issued")
-	return tokenResponse{URL: t.cfg.URL, JWT: jwt}, nil
+	url := t.cfg.URL
+	if t.cfg.Place != nil {
+		if u := t.cfg.Place(name); u != "" {
+			url = u
+		}
+	}
+	log.Info().Str("identity", identity).Str("url", url).Msg("token issued")
+	return tokenResponse{URL: url, JWT: jwt}, nil
 }
 
 // mint signs a token to join room as identity, with publish, subscribe

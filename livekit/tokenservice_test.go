@@ -467,3 +467,31 @@ func TestTokenServiceLeavesNoGoroutines(t *testing.T) {
 	})
 	goleak.VerifyNone(t, ignore)
 }
+
+// With Place, the token service hands out the URL of the focus a mesh
+// chose for the room, and its own URL when Place has no choice.
+func TestTokenPlacement(t *testing.T) {
+	room := RoomName("!room:example.org", LegacySlotID)
+	var asked []string
+	e := newTokenEnv(t, func(c *TokenConfig) {
+		c.Place = func(r string) string {
+			asked = append(asked, r)
+			if r == room {
+				return "wss://node-b.example.org"
+			}
+			return ""
+		}
+	})
+	a := e.post(t, "/sfu/get", sfuGetBody("alice-token", "example.org"))
+	if a.status != http.StatusOK || a.URL != "wss://node-b.example.org" {
+		t.Fatalf("POST /sfu/get = %+v, want node b's URL", a)
+	}
+	b := getTokenBody("alice-token", "example.org", "@alice:example.org")
+	b["slot_id"] = "m.call#SIDEBAR"
+	if a := e.post(t, "/get_token", b); a.status != http.StatusOK || a.URL != testURL {
+		t.Fatalf("POST /get_token for a room Place leaves here = %+v, want %s", a, testURL)
+	}
+	if len(asked) != 2 || asked[0] != room {
+		t.Errorf("Place was asked %v", asked)
+	}
+}
