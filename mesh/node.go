@@ -377,7 +377,7 @@ func (n *Node) mergeLocked(ws *wireState, now time.Time) (changed, relay bool) {
 		// Someone holds a newer state of this node than this node
 		// does: an earlier run of it, whose clock was ahead. Move past
 		// it so that this run's state wins.
-		if ws.Version >= n.self.version && !n.self.left {
+		if ws.Version > n.self.version && !n.self.left {
 			n.log.Info().Uint64("version", ws.Version).Msg("mesh holds a newer state of this node; moving past it")
 			n.self.version = ws.Version + 1
 			n.work.publishNow = true

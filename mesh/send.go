@@ -125,7 +125,7 @@ func (n *Node) send(b batch) {
 // sends to end, or at most limit when limit is positive (sends still under
 // way end within memberlist's TCP timeout).
 func (n *Node) sendAll(targets []target, msg []byte, limit time.Duration) {
-	if len(targets) == 0 || len(msg) == 0 {
+	if len(targets) == 0 || len(msg) == 0 || n.ml == nil {
 		return
 	}
 	var wg sync.WaitGroup
