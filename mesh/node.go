@@ -63,6 +63,9 @@ type Node struct {
 	subs    map[*subscriber]struct{}
 	work    work
 	closed  bool
+	// movedPast is when this node last moved its version past a newer
+	// state of itself from the mesh.
+	movedPast time.Time
 
 	numNodes  atomic.Int64 // alive nodes, this one included
 	kick      chan struct{}
@@ -374,17 +377,25 @@ func (h *heldState) wire(name string) wireState {
 // directory changed; relay that the state is news worth passing on.
 func (n *Node) mergeLocked(ws *wireState, now time.Time) (changed, relay bool) {
 	if ws.Name == n.cfg.NodeName {
+		if ws.Version <= n.self.version || n.self.left {
+			return false, false // our own news coming back
+		}
 		// Someone holds a newer state of this node than this node
 		// does: an earlier run of it, whose clock was ahead. Move past
-		// it so that this run's state wins.
-		if ws.Version > n.self.version && !n.self.left {
-			n.log.Info().Uint64("version", ws.Version).Msg("mesh holds a newer state of this node; moving past it")
-			n.self.version = ws.Version + 1
-			n.work.publishNow = true
-			n.wakeLocked()
-			return true, false
+		// it so that this run's state wins. Two running nodes with one
+		// name would move past each other forever, so this happens at
+		// most once per push/pull interval.
+		if !n.movedPast.IsZero() && now.Sub(n.movedPast) < pushPullInterval {
+			n.log.Error().Uint64("version", ws.Version).
+				Msg("another node gossips under this node's name; node names must be unique")
+			return false, false
 		}
-		return false, false
+		n.log.Info().Uint64("version", ws.Version).Msg("the mesh holds a newer state of this node (an earlier run?); moving past it")
+		n.movedPast = now
+		n.self.version = ws.Version + 1
+		n.work.publishNow = true
+		n.wakeLocked()
+		return true, false
 	}
 	m := n.members[ws.Name]
 	if m != nil && m.state != StateAlive {

@@ -27,10 +27,8 @@ func splitSeed(s string) (host, port string, err error) {
 // member, then every RejoinInterval for the seed addresses that are not
 // alive members (memberlist never calls on a node it declared dead, so
 // after a partition heals only this brings the two sides together).
+// The loop also forgets nodes that have long been gone.
 func (n *Node) joinLoop(ctx context.Context) {
-	if len(n.cfg.Seeds) == 0 {
-		return
-	}
 	joined := make(map[string]bool) // seed address → whether its last join worked
 	backoff := joinBackoffMin
 	timer := time.NewTimer(0)
@@ -46,7 +44,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 		n.prune(time.Now())
 		n.rejoin(ctx, joined)
 		wait := n.cfg.RejoinInterval
-		if n.numNodes.Load() <= 1 {
+		if len(n.cfg.Seeds) > 0 && n.numNodes.Load() <= 1 {
 			// Alone: keep trying, sooner.
 			wait = min(backoff, n.cfg.RejoinInterval)
 			backoff = min(2*backoff, n.cfg.RejoinInterval)

@@ -128,6 +128,11 @@ func TestMergeOfOwnState(t *testing.T) {
 	if b, _ := n.takeWork(time.Now()); !b.publish {
 		t.Fatal("the moved-on state is not published")
 	}
+	// Again at once: another live node with this name, not an earlier
+	// run. Moving past it again would start a race without end.
+	if changed, _ := merge(n, state("a", now.Version+1)); changed {
+		t.Fatal("moved past a namesake twice in a row")
+	}
 }
 
 func TestDeadAndLeftNodes(t *testing.T) {
