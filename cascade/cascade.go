@@ -183,7 +183,7 @@ func (c *Cascade) Close() {
 	}
 	c.mu.Unlock()
 	for _, t := range all {
-		t.close("focus shutting down", true)
+		t.close("focus shutting down", closedByUs)
 	}
 	done := make(chan struct{})
 	go func() { c.trunks.Wait(); close(done) }()
@@ -244,7 +244,7 @@ func (c *Cascade) startTrunk(t *trunk, setup func() error) error {
 	c.trunks.Add(1)
 	c.mu.Unlock()
 	if old != nil {
-		old.close("replaced by a new trunk from the same focus", false)
+		old.close("replaced by a new trunk from the same focus", closedByPeer)
 	}
 	go func() {
 		defer c.trunks.Done()

@@ -221,7 +221,7 @@ func (ctl *control) trunks(c *Cascade, now time.Time, wanted map[string]bool) {
 		t := c.pullTrunk(name)
 		if !nodeAlive(c.dir, name) {
 			if t != nil {
-				t.close("the focus left the mesh", true)
+				t.close("the focus left the mesh", closedByUs)
 			}
 			if ns.down {
 				c.log.Info().Str("peer", name).Msg("a focus whose trunk died left the mesh")
@@ -240,7 +240,7 @@ func (ctl *control) trunks(c *Cascade, now time.Time, wanted map[string]bool) {
 			if ns.idleSince.IsZero() {
 				ns.idleSince = now
 			} else if now.Sub(ns.idleSince) >= c.timing.idle {
-				t.close("idle: nothing pulled", true)
+				t.close("idle: nothing pulled", closedByUs)
 			}
 			continue
 		}
@@ -328,8 +328,8 @@ func (ctl *control) trunkEnded(c *Cascade, t *trunk) {
 			pt.trunk = nil
 		}
 	}
-	reason, byUs := t.closeReason()
-	if byUs || c.isClosed() {
+	reason, how := t.closeReason()
+	if how == closedByUs || c.isClosed() {
 		return
 	}
 	ns := ctl.node(t.peer)

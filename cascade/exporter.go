@@ -217,7 +217,7 @@ func (e *exporter) negotiate() {
 		err = pc.SetLocalDescription(offer)
 	}
 	if err != nil {
-		e.t.close(fmt.Sprintf("renegotiation: make an offer: %v", err), false)
+		e.t.close(fmt.Sprintf("renegotiation: make an offer: %v", err), closedBroken)
 		return
 	}
 	e.offering, e.offeredAt = true, time.Now()
@@ -233,7 +233,7 @@ func (e *exporter) answer(sdp string) {
 	e.offering = false
 	if err := e.t.peerConn().SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 		e.t.sendError(codeNegotiation, err.Error(), "")
-		e.t.close(fmt.Sprintf("renegotiation: the puller's answer was refused: %v", err), false)
+		e.t.close(fmt.Sprintf("renegotiation: the puller's answer was refused: %v", err), closedBroken)
 		return
 	}
 	if e.again {
@@ -244,7 +244,7 @@ func (e *exporter) answer(sdp string) {
 // tick ends a trunk whose puller does not answer an offer.
 func (e *exporter) tick(now time.Time) {
 	if e.offering && now.Sub(e.offeredAt) > e.t.c.timing.answer {
-		e.t.close(fmt.Sprintf("renegotiation: no answer within %v", e.t.c.timing.answer), false)
+		e.t.close(fmt.Sprintf("renegotiation: no answer within %v", e.t.c.timing.answer), closedBroken)
 	}
 }
 

@@ -134,7 +134,7 @@ func (t *trunk) answerOffer(sdp string) {
 	}
 	if err != nil {
 		t.sendError(codeNegotiation, err.Error(), "")
-		t.close(fmt.Sprintf("renegotiation: the exporter's offer was refused: %v", err), false)
+		t.close(fmt.Sprintf("renegotiation: the exporter's offer was refused: %v", err), closedBroken)
 		return
 	}
 	t.send(message{Type: msgAnswer, SDP: pc.LocalDescription().SDP})

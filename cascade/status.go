@@ -3,6 +3,8 @@ package cascade
 import (
 	"sort"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // Status is what the cascade is doing, for an operator (GET /api/mesh).
@@ -89,23 +91,31 @@ func (tt *trafficTotals) add(in, out traffic) {
 }
 
 // traffic reads the counters of the trunk's selected ICE candidate
-// pair; once the trunk is torn down, their last values.
+// pair: live, else (the agent closed) their last values read.
 func (t *trunk) traffic() (in, out traffic) {
 	t.mu.Lock()
-	final := t.final
+	final, last := t.final, t.lastTraffic
 	t.mu.Unlock()
 	if final != nil {
 		return final.in, final.out
 	}
 	pc := t.peerConn()
-	if pc == nil {
-		return
+	if pc == nil || pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		return last.in, last.out
 	}
 	s, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
 	if !ok {
-		return
+		return last.in, last.out
 	}
-	return traffic{uint64(s.PacketsReceived), s.BytesReceived}, traffic{uint64(s.PacketsSent), s.BytesSent}
+	in = traffic{uint64(s.PacketsReceived), s.BytesReceived}
+	out = traffic{uint64(s.PacketsSent), s.BytesSent}
+	t.mu.Lock()
+	if in.bytes >= t.lastTraffic.in.bytes && out.bytes >= t.lastTraffic.out.bytes {
+		t.lastTraffic = trafficTotals{in: in, out: out}
+	}
+	in, out = t.lastTraffic.in, t.lastTraffic.out
+	t.mu.Unlock()
+	return in, out
 }
 
 // freezeTraffic keeps the trunk's counters before its connection closes.

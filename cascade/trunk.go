@@ -89,14 +89,15 @@ type trunk struct {
 
 	mu     sync.Mutex
 	reason string // why the trunk closed
-	// byUs is set when this focus chose to close the trunk (idle,
-	// shutdown), as opposed to the peer or the network ending it.
-	byUs     bool
+	how      closeKind
 	released bool // the loop is tearing down: no new media goroutines
 	carried  map[string]carried
 	pulls    map[string]*proxyTrack // pulling: what each track ID feeds
 	rate     rates
 	final    *trafficTotals // the counters at teardown
+	// lastTraffic are the counters last read, for when the connection
+	// has closed under the trunk.
+	lastTraffic trafficTotals
 
 	media sync.WaitGroup // media goroutines (OnTrack handlers)
 
@@ -145,9 +146,9 @@ func (t *trunk) watch(pc *rtc.Peer) {
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateFailed:
-			t.close("ICE failed", false)
+			t.close("ICE failed", closedBroken)
 		case webrtc.PeerConnectionStateClosed:
-			t.close("connection closed", false)
+			t.close("connection closed", closedBroken)
 		}
 	})
 }
@@ -158,28 +159,39 @@ func (t *trunk) attach(dc *webrtc.DataChannel) {
 	t.dc = dc
 	t.sendMu.Unlock()
 	dc.OnOpen(func() { t.q.push(t.opened) })
-	dc.OnClose(func() { t.close("data channel closed", false) })
+	dc.OnClose(func() { t.close("data channel closed", closedBroken) })
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) { t.receive(msg.Data) })
 }
 
+// closeKind says who ended a trunk.
+type closeKind int
+
+const (
+	// closedBroken: the network, the peer's silence, or an error.
+	closedBroken closeKind = iota
+	// closedByUs: this focus chose to (idle, shutdown).
+	closedByUs
+	// closedByPeer: the peer said so, or replaced the trunk.
+	closedByPeer
+)
+
 // close ends the trunk; the loop tears it down. The first reason is
 // the one logged.
-func (t *trunk) close(reason string, byUs bool) {
+func (t *trunk) close(reason string, how closeKind) {
 	t.once.Do(func() {
 		t.mu.Lock()
-		t.reason, t.byUs = reason, byUs
+		t.reason, t.how = reason, how
 		t.mu.Unlock()
 		t.cancel()
 		close(t.closing)
 	})
 }
 
-// closeReason returns why the trunk closed, and whether this focus
-// chose to.
-func (t *trunk) closeReason() (string, bool) {
+// closeReason returns why and how the trunk closed.
+func (t *trunk) closeReason() (string, closeKind) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.reason, t.byUs
+	return t.reason, t.how
 }
 
 func (t *trunk) getState() trunkState { return trunkState(t.state.Load()) }
@@ -195,7 +207,7 @@ func (t *trunk) run(setup func() error) {
 	defer t.teardown()
 	if setup != nil {
 		if err := setup(); err != nil {
-			t.close(err.Error(), false)
+			t.close(err.Error(), closedBroken)
 			return
 		}
 	}
@@ -243,7 +255,7 @@ func (t *trunk) heartbeat(now time.Time) {
 	switch t.getState() {
 	case stateConnecting:
 		if now.Sub(t.created) > tm.connect {
-			t.close(fmt.Sprintf("did not open within %v", tm.connect), false)
+			t.close(fmt.Sprintf("did not open within %v", tm.connect), closedBroken)
 		}
 		return
 	case stateOpen:
@@ -252,7 +264,7 @@ func (t *trunk) heartbeat(now time.Time) {
 	}
 	if quiet := now.Sub(time.Unix(0, t.lastHeard.Load())); quiet > tm.dead {
 		t.c.counters.heartbeatFailures.Add(1)
-		t.close(fmt.Sprintf("heartbeat lost: nothing heard for %v", quiet.Round(time.Millisecond)), false)
+		t.close(fmt.Sprintf("heartbeat lost: nothing heard for %v", quiet.Round(time.Millisecond)), closedBroken)
 		return
 	}
 	if now.Sub(t.lastPing) >= tm.ping {
@@ -320,7 +332,7 @@ func (t *trunk) receive(b []byte) {
 		t.send(message{Type: msgPong, Seq: m.Seq})
 	case msgPong:
 	case msgClose:
-		t.close("the peer closed the trunk: "+m.Error, false)
+		t.close("the peer closed the trunk: "+m.Error, closedByPeer)
 	case msgError:
 		t.log.Info().Str("code", m.Code).Str("error", m.Error).Str("track", m.Track).Msg("the peer refused a message")
 		if t.dir == pulling && m.Track != "" {
@@ -370,9 +382,9 @@ func (t *trunk) teardown() {
 	t.cancel()
 	t.mu.Lock()
 	t.released = true
-	reason, byUs := t.reason, t.byUs
+	reason, how := t.reason, t.how
 	t.mu.Unlock()
-	if byUs {
+	if how == closedByUs {
 		// Tell the peer, so it need not wait for the heartbeat.
 		t.send(message{Type: msgClose, Error: reason})
 	}
@@ -391,7 +403,7 @@ func (t *trunk) teardown() {
 		t.exp.wait()
 	}
 	ev := t.log.Info()
-	if !byUs && t.everOpen.Load() {
+	if how == closedBroken && t.everOpen.Load() {
 		ev = t.log.Warn()
 	}
 	ev.Str("reason", reason).Dur("age", time.Since(t.created)).
