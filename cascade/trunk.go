@@ -87,8 +87,8 @@ type trunk struct {
 
 	asm assembler // used by the data channel's message callback only
 
-	mu     sync.Mutex
-	reason string // why the trunk closed
+	mu       sync.Mutex
+	reason   string // why the trunk closed
 	how      closeKind
 	released bool // the loop is tearing down: no new media goroutines
 	carried  map[string]carried
