@@ -37,9 +37,9 @@ func fuzzSeeds(f *testing.F) {
 	f.Add([]byte("s{\"n\":\"b\",\"v\":1,\"c\":[{\"n\":[]}]}"))
 }
 
-// FuzzDecode feeds the decoders arbitrary bytes: they must not panic,
-// and what they accept must encode back to the same thing.
-func FuzzDecode(f *testing.F) {
+// FuzzDecodeGossip feeds the decoders arbitrary bytes: they must not
+// panic, and what they accept must encode back to the same thing.
+func FuzzDecodeGossip(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if ws, want, err := decodeMessage(b); err == nil {
