@@ -65,7 +65,8 @@ type Node struct {
 	closed  bool
 	// movedPast is when this node last moved its version past a newer
 	// state of itself from the mesh.
-	movedPast time.Time
+	movedPast      time.Time
+	namesakeLogged time.Time
 
 	numNodes  atomic.Int64 // alive nodes, this one included
 	kick      chan struct{}
@@ -330,20 +331,19 @@ func (n *Node) memberInfoLocked(name string, m *member, now time.Time) NodeInfo 
 		State:    m.state,
 		Identity: m.identity,
 	}
-	s := n.states[name]
-	if m.state == StateAlive {
-		switch {
-		case s != nil && s.left:
-			info.State = StateLeft
-		case now.Before(m.suspectUntil):
-			info.State = StateSuspect
-		}
+	if m.state != StateAlive {
+		return info // its state is dropped
 	}
-	if s != nil && m.state == StateAlive {
+	if now.Before(m.suspectUntil) {
+		info.State = StateSuspect
+	}
+	if s := n.states[name]; s != nil {
 		info.Identity = s.identity
 		info.Load = s.load
 		info.Version = s.version
-		if !s.left {
+		if s.left {
+			info.State = StateLeft // said farewell; memberlist will follow
+		} else {
 			info.Conferences = len(s.confs)
 		}
 	}
@@ -386,8 +386,11 @@ func (n *Node) mergeLocked(ws *wireState, now time.Time) (changed, relay bool) {
 		// name would move past each other forever, so this happens at
 		// most once per push/pull interval.
 		if !n.movedPast.IsZero() && now.Sub(n.movedPast) < pushPullInterval {
-			n.log.Error().Uint64("version", ws.Version).
-				Msg("another node gossips under this node's name; node names must be unique")
+			if now.Sub(n.namesakeLogged) >= pushPullInterval {
+				n.namesakeLogged = now
+				n.log.Error().Uint64("version", ws.Version).
+					Msg("another node gossips under this node's name; node names must be unique")
+			}
 			return false, false
 		}
 		n.log.Info().Uint64("version", ws.Version).Msg("the mesh holds a newer state of this node (an earlier run?); moving past it")
