@@ -22,8 +22,8 @@
 //     one is sent over TCP (memberlist's SendReliable) to every alive
 //     member. Load changes are gossiped at most once a second.
 //   - Every 10 s, and on join, memberlist's push/pull exchanges the full
-//     state of every node each side knows, which heals anything the
-//     broadcasts missed.
+//     state of every node each side believes alive, which heals anything
+//     the broadcasts missed.
 //   - A dead or left node's state is dropped. A node that closes announces
 //     it first (a "left" state sent to every member), so the others drop
 //     its holdings at once and report it as left rather than dead.
@@ -50,6 +50,17 @@
 // interval is 10 s, TCP exchanges time out after 3 s, and a dead node's
 // name may be taken by a new address after 1 s (a restarted node on a new
 // port).
+//
+// memberlist (v0.7.0) reports joins, leaves and metadata updates, but no
+// event for a suspect, and the State of the nodes it hands out is never
+// filled in. So the directory keeps its own view from the events; it
+// tells a leave from a death by the farewell above, and reports a node
+// suspect when memberlist logs that a probe of it failed, until the node
+// is declared dead or the longest suspicion has passed.
+//
+// Gossip carries the label "focus-mesh", so a Consul or Serf agent on the
+// same port does not mix in. memberlist's own log goes to Config.Log at
+// debug level.
 //
 // memberlist does not reconnect to nodes it declared dead, so after a
 // partition heals the two sides would stay apart. Start therefore re-joins,

@@ -199,7 +199,7 @@ func TestCrashedNodeIsDeadWithinSeconds(t *testing.T) {
 	if err := c.shutdown(false); err != nil { // memberlist Shutdown without Leave: a SIGKILL
 		t.Fatal(err)
 	}
-	took := waitFor(t, 6*time.Second, "a and b report c dead and drop its holdings", func() bool {
+	took := waitFor(t, 5*time.Second, "a and b report c dead and drop its holdings", func() bool {
 		return stateOf(a, "c") == StateDead && stateOf(b, "c") == StateDead &&
 			a.Holdings("c") == nil && b.Holdings("c") == nil
 	})
