@@ -525,7 +525,7 @@ func (n *Node) memberUp(name string, ip net.IP, port uint16, meta []byte) {
 	m.ip, m.port = slices.Clone(ip), port
 	m.suspectUntil = time.Time{}
 	if merr == nil {
-		m.identity = Identity{TrunkURL: wm.TrunkURL, MatrixUserID: wm.UserID, MatrixDeviceID: wm.DeviceID}
+		m.identity = Identity{TrunkURL: wm.TrunkURL, MatrixUserID: wm.UserID, MatrixDeviceID: wm.DeviceID, LiveKitURL: wm.LiveKitURL}
 		m.metaVersion = wm.Version
 	} else {
 		n.log.Debug().Err(merr).Str("node", name).Msg("undecodable node metadata")

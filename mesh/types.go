@@ -46,6 +46,9 @@ type Identity struct {
 	// MatrixUserID is what m.foci.active names; it may be empty.
 	MatrixUserID   string
 	MatrixDeviceID string
+	// LiveKitURL is the URL Element Call clients open /rtc on at this
+	// focus; empty when it does not serve them.
+	LiveKitURL string
 }
 
 // Load is how busy a focus is.

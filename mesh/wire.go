@@ -42,9 +42,10 @@ type wireState struct {
 }
 
 type wireIdentity struct {
-	TrunkURL string `json:"t,omitempty"`
-	UserID   string `json:"u,omitempty"`
-	DeviceID string `json:"d,omitempty"`
+	TrunkURL   string `json:"t,omitempty"`
+	UserID     string `json:"u,omitempty"`
+	DeviceID   string `json:"d,omitempty"`
+	LiveKitURL string `json:"k,omitempty"`
 }
 
 type wireLoad struct {
@@ -89,11 +90,12 @@ type wirePush struct {
 // wireMeta is the node metadata. Name and version always fit (New bounds
 // the name); identity fields are kept in order while they fit.
 type wireMeta struct {
-	Name     string `json:"n"`
-	Version  uint64 `json:"v"`
-	TrunkURL string `json:"t,omitempty"`
-	UserID   string `json:"u,omitempty"`
-	DeviceID string `json:"d,omitempty"`
+	Name       string `json:"n"`
+	Version    uint64 `json:"v"`
+	TrunkURL   string `json:"t,omitempty"`
+	UserID     string `json:"u,omitempty"`
+	DeviceID   string `json:"d,omitempty"`
+	LiveKitURL string `json:"k,omitempty"`
 }
 
 // encode encodes a message. Only values JSON cannot hold (NaN, infinities)
@@ -190,6 +192,7 @@ func encodeMeta(name string, version uint64, id Identity, limit int) (b []byte, 
 		func(m *wireMeta) { m.TrunkURL = id.TrunkURL },
 		func(m *wireMeta) { m.UserID = id.MatrixUserID },
 		func(m *wireMeta) { m.DeviceID = id.MatrixDeviceID },
+		func(m *wireMeta) { m.LiveKitURL = id.LiveKitURL },
 	} {
 		next := m
 		add(&next)
@@ -210,7 +213,7 @@ func (s *wireState) validate() error {
 	if s.Version == 0 {
 		return errors.New("version 0")
 	}
-	if err := validStrings(s.Identity.TrunkURL, s.Identity.UserID, s.Identity.DeviceID); err != nil {
+	if err := validStrings(s.Identity.TrunkURL, s.Identity.UserID, s.Identity.DeviceID, s.Identity.LiveKitURL); err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
 	if s.Load.Participants < 0 || s.Load.CPU < 0 {
@@ -350,9 +353,9 @@ func copyStrings(ss []string) []string {
 }
 
 func toWireIdentity(id Identity) wireIdentity {
-	return wireIdentity{TrunkURL: id.TrunkURL, UserID: id.MatrixUserID, DeviceID: id.MatrixDeviceID}
+	return wireIdentity{TrunkURL: id.TrunkURL, UserID: id.MatrixUserID, DeviceID: id.MatrixDeviceID, LiveKitURL: id.LiveKitURL}
 }
 
 func (w wireIdentity) identity() Identity {
-	return Identity{TrunkURL: w.TrunkURL, MatrixUserID: w.UserID, MatrixDeviceID: w.DeviceID}
+	return Identity{TrunkURL: w.TrunkURL, MatrixUserID: w.UserID, MatrixDeviceID: w.DeviceID, LiveKitURL: w.LiveKitURL}
 }
