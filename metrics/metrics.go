@@ -29,6 +29,9 @@ type Options struct {
 	ToDevice func() ToDevice
 	// Socket reads the media socket's counts; nil leaves them out.
 	Socket func() Socket
+	// Cascade reads the mesh's and trunks' figures; nil when the mesh is
+	// off, and then its metrics are left out.
+	Cascade func() Cascade
 }
 
 // ToDevice are the to-device message counts of the Matrix front-end
@@ -60,6 +63,9 @@ func New(opts Options) *Metrics {
 	}
 	if opts.Socket != nil {
 		reg.MustRegister(newSocketCollector(opts.Socket))
+	}
+	if opts.Cascade != nil {
+		reg.MustRegister(newCascadeCollector(opts.Cascade))
 	}
 	h := newHTTPMetrics()
 	reg.MustRegister(h.requests, h.duration)

@@ -297,3 +297,55 @@ func TestInstrumentLabelsByRoute(t *testing.T) {
 		}
 	}
 }
+
+// The cascade's figures are exported when the mesh is on, and only then.
+func TestCascadeMetrics(t *testing.T) {
+	m := metrics.New(metrics.Options{Cascade: func() metrics.Cascade {
+		return metrics.Cascade{
+			Nodes:             map[string]int{"alive": 2, "dead": 1},
+			Trunks:            map[string]int{"pull": 1, "export": 2},
+			Subscriptions:     map[string]int{"pull": 2, "export": 5},
+			PacketsIn:         100,
+			PacketsOut:        250,
+			BytesIn:           1000,
+			BytesOut:          2500,
+			HeartbeatFailures: 1,
+			Refused:           3,
+		}
+	}})
+	fams, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"focus_mesh_nodes", map[string]string{"state": "alive"}, 2},
+		{"focus_mesh_nodes", map[string]string{"state": "dead"}, 1},
+		{"focus_cascade_trunks", map[string]string{"direction": "pull"}, 1},
+		{"focus_cascade_trunks", map[string]string{"direction": "export"}, 2},
+		{"focus_cascade_trunk_subscriptions", map[string]string{"direction": "pull"}, 2},
+		{"focus_cascade_trunk_subscriptions", map[string]string{"direction": "export"}, 5},
+		{"focus_cascade_trunk_packets_total", map[string]string{"direction": "in"}, 100},
+		{"focus_cascade_trunk_packets_total", map[string]string{"direction": "out"}, 250},
+		{"focus_cascade_trunk_bytes_total", map[string]string{"direction": "in"}, 1000},
+		{"focus_cascade_trunk_bytes_total", map[string]string{"direction": "out"}, 2500},
+		{"focus_cascade_trunk_heartbeat_failures_total", nil, 1},
+		{"focus_cascade_trunk_requests_refused_total", nil, 3},
+	} {
+		if got := value(t, fams, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	fams, err = metrics.New(metrics.Options{}).Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "focus_cascade_") || strings.HasPrefix(f.GetName(), "focus_mesh_") {
+			t.Errorf("%s exported without a mesh", f.GetName())
+		}
+	}
+}
