@@ -33,6 +33,13 @@ type Options struct {
 	// need it for their namespace; nil mirrors none, so a conference is
 	// only proxied into a focus that has a local participant in it.
 	Mirror func(names []string) bool
+	// PullEngine makes the trunks this focus dials (pulls over). It must
+	// not share Engine's media port: two foci that pull from each other
+	// would otherwise run two connections between the same two ports,
+	// which one port's ICE demultiplexer cannot tell apart (packets of
+	// one reach the other and fail SRTP). Nil makes one on Engine's IP
+	// with a free port, closed by Close. The exporter answers on Engine.
+	PullEngine *rtc.Engine
 }
 
 // Cascade relays tracks between this focus and the others of the mesh.
@@ -45,6 +52,10 @@ type Cascade struct {
 	verify *verifier
 	client *http.Client
 	timing timing
+	// dialer makes the pulling trunks' connections; ownDialer says the
+	// cascade made it (and closes it).
+	dialer    *rtc.Engine
+	ownDialer bool
 
 	q        *queue
 	stop     chan struct{}
@@ -147,6 +158,14 @@ func newCascade(opts Options, tm timing) (*Cascade, error) {
 		out:      make(map[string]*trunk),
 		in:       make(map[string]*trunk),
 	}
+	c.dialer = opts.PullEngine
+	if c.dialer == nil {
+		d, err := newDialer(opts.Engine, c.log)
+		if err != nil {
+			return nil, err
+		}
+		c.dialer, c.ownDialer = d, true
+	}
 	c.ctl.init()
 	c.unsubs = append(c.unsubs,
 		opts.SFU.OnEvent(c.onEvent),
@@ -192,10 +211,31 @@ func (c *Cascade) Close() {
 	case <-time.After(closeWait):
 		c.log.Warn().Msg("trunks did not end in time; leaving them")
 	}
+	if c.ownDialer {
+		if err := c.dialer.Close(); err != nil {
+			c.log.Debug().Err(err).Msg("close the trunk dialer's port")
+		}
+	}
 	if c.opts.Holdings != nil {
 		c.opts.Holdings(nil)
 	}
 	c.log.Info().Msg("cascade closed")
+}
+
+// newDialer makes the engine of the pulling trunks: on the media
+// engine's IP, any free port, loopback candidates included (harmless
+// when the peer is elsewhere: its checks to them fail). It needs no
+// public IPs: the exporter learns its address from its checks.
+func newDialer(media *rtc.Engine, log zerolog.Logger) (*rtc.Engine, error) {
+	bind := ""
+	if a := media.UDPAddr(); a != nil && !a.IP.IsUnspecified() {
+		bind = a.IP.String()
+	}
+	d, err := rtc.New(rtc.Config{BindAddress: bind, IncludeLoopback: true}, log.With().Str("engine", "trunk dialer").Logger())
+	if err != nil {
+		return nil, fmt.Errorf("cascade: the trunk dialer's port: %w", err)
+	}
+	return d, nil
 }
 
 // closeWait bounds how long Close waits for the trunks to end.

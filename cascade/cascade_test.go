@@ -2,11 +2,13 @@ package cascade
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/focus-sfu/focus/focus"
 	"github.com/focus-sfu/focus/internal/testclient"
 	"github.com/focus-sfu/focus/whip"
 )
@@ -100,4 +102,133 @@ func TestTwoFoci(t *testing.T) {
 	if ps := b.proxiesFrom(whip.ConferenceID("r"), "a"); len(ps) != 1 || len(ps[0].Tracks()) != 2 {
 		t.Errorf("b's proxies of a after the viewers left: %d", len(ps))
 	}
+}
+
+// TestFullMeshOfThree: a publisher on each of three foci, and on each
+// focus a viewer of each remote publisher. Every viewer gets its
+// publisher's tracks once, at the rate they are sent; every focus pulls
+// each remote track once, exports each of its own to each other focus,
+// and shows each track once (no proxy of a proxy); a proxy track is
+// refused for export.
+func TestFullMeshOfThree(t *testing.T) {
+	m := newFakeMesh()
+	names := []string{"a", "b", "c"}
+	nodes := map[string]*node{}
+	for _, n := range names {
+		nodes[n] = startNode(t, m, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conf := whip.ConferenceID("r")
+	pubs := map[string]*testclient.Publisher{}
+	pubIDs := map[string]string{} // publisher's participant ID by its focus
+	for _, n := range names {
+		p, err := testclient.Publish(ctx, nodes[n].url, "r", testclient.PublishOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		pubs[n] = p
+		id := p.Resource()[strings.LastIndex(p.Resource(), "/")+1:]
+		pubIDs[n] = id
+	}
+	for _, x := range names {
+		for _, o := range names {
+			if o == x {
+				continue
+			}
+			eventually(t, 10*time.Second, x+" shows "+o+"'s publisher", func() bool {
+				p := nodes[x].sfu.Conference(conf)
+				if p == nil {
+					return false
+				}
+				pp := p.Participant(focus.ParticipantID(pubIDs[o]))
+				return pp != nil && pp.Info().Origin == o && len(pp.Tracks()) == 2
+			})
+		}
+	}
+
+	type watch struct {
+		at, of string
+		v      *testclient.Viewer
+	}
+	var watches []watch
+	for _, x := range names {
+		for _, o := range names {
+			if o == x {
+				continue
+			}
+			v, err := testclient.View(ctx, nodes[x].url, "r", testclient.ViewOptions{Stream: pubIDs[o]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			watches = append(watches, watch{x, o, v})
+		}
+	}
+	for _, w := range watches {
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if err := w.v.WaitPackets(ctx, k, 30); err != nil {
+				t.Fatalf("viewer on %s of %s's publisher: %v", w.at, w.of, err)
+			}
+		}
+	}
+
+	// Over a window, each viewer receives what its publisher sends,
+	// once.
+	type count struct{ sent, got int }
+	start := map[int]count{}
+	for i, w := range watches {
+		start[i] = count{int(pubs[w.of].Stats().VideoPackets), w.v.Stats().Video.Packets}
+	}
+	eventually(t, 10*time.Second, "a window of 200 video packets", func() bool {
+		return int(pubs["a"].Stats().VideoPackets)-start[0].sent >= 200
+	})
+	for i, w := range watches {
+		sent := int(pubs[w.of].Stats().VideoPackets) - start[i].sent
+		got := w.v.Stats().Video.Packets - start[i].got
+		st := w.v.Stats()
+		if got < sent*8/10 || got > sent*11/10+5 || len(st.Video.TrackIDs) != 1 || len(st.Audio.TrackIDs) != 1 {
+			t.Errorf("viewer on %s of %s's publisher: %d video packets of %d sent; tracks %v %v",
+				w.at, w.of, got, sent, st.Video.TrackIDs, st.Audio.TrackIDs)
+		}
+	}
+
+	for _, x := range names {
+		n := nodes[x]
+		if s := n.cascade.Stats(); s.Subscriptions != 4 || s.Exports != 4 || s.TrunksOpen != 4 {
+			t.Errorf("%s: %d subscriptions, %d exports, %d trunks open; want 4, 4, 4", x, s.Subscriptions, s.Exports, s.TrunksOpen)
+		}
+		seen := map[focus.TrackID]int{}
+		for _, up := range n.sfu.Conference(conf).Tracks() {
+			seen[up.ID()]++
+			if o := up.Owner().Info().Origin; o != "" && up.Owner().ID() != focus.ParticipantID(pubIDs[o]) {
+				t.Errorf("%s: track %s of %s comes from %s, not its home", x, up.ID(), up.Owner().ID(), o)
+			}
+		}
+		if len(seen) != 6 {
+			t.Errorf("%s shows %d tracks, want 6", x, len(seen))
+		}
+		for id, k := range seen {
+			if k != 1 {
+				t.Errorf("%s shows track %s %d times", x, id, k)
+			}
+		}
+	}
+
+	// c pulls from b; a proxy on b (of a's publisher) is not for export.
+	var proxied string
+	for _, up := range nodes["b"].sfu.Conference(conf).Tracks() {
+		if up.Owner().Info().Origin == "a" {
+			proxied = string(up.ID())
+		}
+	}
+	pull := nodes["c"].cascade.pullTrunk("b")
+	if pull == nil || proxied == "" {
+		t.Fatalf("c's trunk to b %v, a's track on b %q", pull, proxied)
+	}
+	rawSend(t, pull, `{"version":1,"type":"subscribe","conference":"whip:r","track":"`+proxied+`"}`)
+	eventually(t, 5*time.Second, "b refuses to export a proxy track", func() bool {
+		return countLog(nodes["c"], `"code":"`+codeNotExportable+`"`) > 0 && countLog(nodes["b"], `"code":"`+codeNotExportable+`"`) > 0
+	})
 }

@@ -1,9 +1,12 @@
 package cascade
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -11,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/focus-sfu/focus/focus"
-	"github.com/focus-sfu/focus/internal/focustest"
 	"github.com/focus-sfu/focus/mesh"
 	"github.com/focus-sfu/focus/rtc"
 	"github.com/focus-sfu/focus/whip"
@@ -155,7 +158,7 @@ type node struct {
 	whip    *whip.Server
 	cascade *Cascade
 	hs      *httptest.Server
-	log     *focustest.Log
+	log     *testLog
 	// gone stops the node's holdings reaching the mesh, as when it was
 	// killed.
 	gone      atomic.Bool
@@ -172,7 +175,7 @@ func mirrorWHIP(names []string) bool {
 // startNode starts a focus named name in m.
 func startNode(t *testing.T, m *fakeMesh, name string, opts ...nodeOption) *node {
 	t.Helper()
-	n := &node{name: name, log: focustest.NewLog(t)}
+	n := &node{name: name, log: &testLog{t: t}}
 	log := n.log.Logger().With().Str("focus", name).Logger()
 	var err error
 	n.engine, err = rtc.New(rtc.Config{BindAddress: "127.0.0.1"}, log)
@@ -211,7 +214,14 @@ func startNode(t *testing.T, m *fakeMesh, name string, opts ...nodeOption) *node
 		t.Fatal(err)
 	}
 	mux.Handle("/cascade/", n.cascade.Handler())
-	t.Cleanup(n.log.Report)
+	t.Cleanup(func() {
+		// $CASCADE_TEST_LOGS names a directory for every focus's whole log.
+		if dir := os.Getenv("CASCADE_TEST_LOGS"); dir != "" {
+			file := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+name+".log")
+			_ = os.WriteFile(file, []byte(n.log.String()), 0o644)
+		}
+	})
+	t.Cleanup(func() { n.log.report(name) })
 	t.Cleanup(n.close)
 	return n
 }
@@ -277,4 +287,43 @@ func (n *node) trunkTo(peer, dir string) (TrunkStatus, bool) {
 		}
 	}
 	return TrunkStatus{}, false
+}
+
+// testLog keeps a focus's log in memory; a failed test prints its tail.
+// (internal/focustest has the same, but imports the server, which
+// imports this package.)
+type testLog struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Logger writes JSON lines at debug level, stamped to the microsecond.
+func (l *testLog) Logger() zerolog.Logger {
+	return zerolog.New(l).Level(zerolog.DebugLevel).Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		e.Str("at", time.Now().Format("15:04:05.000000"))
+	}))
+}
+
+// Write implements io.Writer, for many goroutines.
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is the whole log so far.
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// report prints the last lines of the log of a failed test.
+func (l *testLog) report(name string) {
+	if !l.t.Failed() {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(l.String()), "\n")
+	l.t.Logf("log of focus %s (last lines; set CASCADE_TEST_LOGS=dir for all):\n%s", name, strings.Join(lines[max(0, len(lines)-60):], "\n"))
 }

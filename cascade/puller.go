@@ -46,7 +46,7 @@ type errorBody struct {
 // channel and no media (the exporter adds the tracks by renegotiating),
 // POSTs the offer with every candidate in it, and applies the answer.
 func (t *trunk) dial(base string) error {
-	pc, err := t.c.opts.Engine.NewPeerConnection()
+	pc, err := t.c.dialer.NewPeerConnection()
 	if err != nil {
 		return err
 	}
@@ -236,26 +236,46 @@ func (pt *proxyTrack) isWanted() bool {
 func (pt *proxyTrack) feed(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, log zerolog.Logger) {
 	pt.feedMu.Lock()
 	defer pt.feedMu.Unlock()
-	if got, want := recv.GetParameters().HeaderExtensions, pt.up.Info().Extensions; !sameExtensions(got, want) {
-		// Foci of different versions may number extensions differently;
-		// the proxy track then drops the ones it cannot map.
-		log.Warn().Interface("negotiated", got).Interface("expected", want).Msg("trunk header extensions differ from the proxy track's")
-	}
 	log.Info().Str("codec", track.Codec().MimeType).Msg("receiving trunk track")
-	rtc.Receive(pt.up, track, recv, log)
+	remap := newExtRemap(recv.GetParameters().HeaderExtensions, pt.up.Info().Extensions)
+	if remap == nil {
+		rtc.Receive(pt.up, track, recv, log)
+		return
+	}
+	log.Debug().Msg("the exporter numbers header extensions otherwise; renumbering them")
+	receiveRemapped(pt.up, track, recv, remap, log)
 }
 
-func sameExtensions(got []webrtc.RTPHeaderExtensionParameter, want []focus.HeaderExtension) bool {
-	ids := make(map[string]int, len(want))
-	for _, e := range want {
-		ids[e.URI] = int(e.ID)
-	}
-	for _, e := range got {
-		if id, ok := ids[e.URI]; ok && id != e.ID {
-			return false
+// receiveRemapped is rtc.Receive with the header extensions of every
+// packet renumbered (see extRemap). A trunk carries one layer.
+func receiveRemapped(up *focus.UpTrack, track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, remap *extRemap, log zerolog.Logger) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := recv.Read(buf)
+			if err != nil {
+				return
+			}
+			if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
+				up.HandleRTCP(pkts)
+			}
+		}
+	}()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			break
+		}
+		remap.apply(buf[:n])
+		if err := up.HandleRTP(0, buf[:n]); err != nil {
+			log.Debug().Err(err).Msg("malformed rtp")
 		}
 	}
-	return true
+	wg.Wait()
 }
 
 // upstream carries a proxy track's keyframe requests to its origin over
