@@ -232,3 +232,69 @@ func TestFullMeshOfThree(t *testing.T) {
 		return countLog(nodes["c"], `"code":"`+codeNotExportable+`"`) > 0 && countLog(nodes["b"], `"code":"`+codeNotExportable+`"`) > 0
 	})
 }
+
+// TestHeartbeatDeath: the exporting focus vanishes (its port closed,
+// its HTTP gone, the directory still listing it). The puller's trunk
+// dies of silence and takes the focus's proxies within 5 s; they stay
+// away while it cannot be reached, and come back with the focus,
+// restarted under its name, whose media then reaches the viewer again.
+func TestHeartbeatDeath(t *testing.T) {
+	m := newFakeMesh()
+	a := startNode(t, m, "a")
+	b := startNode(t, m, "b")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conf := whip.ConferenceID("r")
+	pub, err := testclient.Publish(ctx, a.url, "r", testclient.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Vanish()
+	v, err := testclient.ViewWhenPublished(ctx, b.url, "r", testclient.ViewOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {
+		t.Fatal(err)
+	}
+
+	killed := time.Now()
+	a.kill()
+	eventually(t, 5*time.Second, "b removes a's proxies", func() bool {
+		return len(b.proxiesFrom(conf, "a")) == 0
+	})
+	t.Logf("a's proxies gone %v after a vanished", time.Since(killed).Round(time.Millisecond))
+	if time.Since(killed) < defaultTiming().dead {
+		t.Errorf("proxies gone after %v, sooner than the heartbeat's %v", time.Since(killed), defaultTiming().dead)
+	}
+	st := b.cascade.Status()
+	if s := b.cascade.Stats(); s.HeartbeatFailures != 1 || s.ProxyParticipants != 0 || s.Subscriptions != 0 {
+		t.Errorf("b after a vanished: %+v", s)
+	}
+	if len(st.HeldBack) != 1 || st.HeldBack[0] != "a" {
+		t.Errorf("b holds back %v, want [a]", st.HeldBack)
+	}
+	if c := countLog(b, `"message":"trunk died; the focus's proxies are removed until a new trunk is up"`); c != 1 {
+		t.Errorf("b logged the trunk's death %d times", c)
+	}
+
+	// a comes back under its name (a new process: new ports), with a
+	// new publisher; the viewer on b follows it.
+	a2 := startNode(t, m, "a")
+	pub2, err := testclient.Publish(ctx, a2.url, "r", testclient.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub2.Close()
+	before := v.Stats().Video.Packets
+	eventually(t, 15*time.Second, "the viewer on b gets video from a again", func() bool {
+		return v.Stats().Video.Packets > before+20
+	})
+	if ps := b.proxiesFrom(conf, "a"); len(ps) != 1 || len(ps[0].Tracks()) != 2 {
+		t.Errorf("b proxies %d participants of a after its restart", len(ps))
+	}
+	if st := b.cascade.Status(); len(st.HeldBack) != 0 {
+		t.Errorf("b still holds back %v", st.HeldBack)
+	}
+}

@@ -308,6 +308,7 @@ func (ctl *control) trunkOpened(c *Cascade, t *trunk) {
 		c.log.Info().Str("peer", t.peer).Msg("trunk up again; the focus's participants are proxied again")
 		ns.down = false
 		ctl.dirty = true
+		ctl.publishHeldBack(c)
 	}
 	ns.backoff, ns.nextDial, ns.lastError = 0, time.Time{}, ""
 	now := time.Now()
@@ -342,6 +343,7 @@ func (ctl *control) trunkEnded(c *Cascade, t *trunk) {
 	ns.backoff = 0
 	ns.nextDial = now.Add(c.timing.backoff[0])
 	n := ctl.removeProxiesOf(c, t.peer)
+	ctl.publishHeldBack(c)
 	c.log.Warn().Str("peer", t.peer).Str("reason", reason).Int("proxies", n).
 		Msg("trunk died; the focus's proxies are removed until a new trunk is up")
 }

@@ -3,6 +3,7 @@ package cascade
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -327,3 +328,10 @@ func (l *testLog) report(name string) {
 	lines := strings.Split(strings.TrimSpace(l.String()), "\n")
 	l.t.Logf("log of focus %s (last lines; set CASCADE_TEST_LOGS=dir for all):\n%s", name, strings.Join(lines[max(0, len(lines)-60):], "\n"))
 }
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func equalJSON(a, b any) bool { return toJSON(a) == toJSON(b) }
