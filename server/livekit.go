@@ -14,7 +14,8 @@ import (
 
 // newLiveKit builds the Element Call front-end: LiveKit signalling and
 // the token service, served on the main listener.
-func newLiveKit(cfg config.Config, listenAddr string, log zerolog.Logger, engine *rtc.Engine, sfu *focus.SFU) (*livekit.Server, error) {
+// place chooses the focus that takes a room (see TokenConfig.Place).
+func newLiveKit(cfg config.Config, listenAddr string, log zerolog.Logger, engine *rtc.Engine, sfu *focus.SFU, place func(room string) string) (*livekit.Server, error) {
 	lk := cfg.LiveKit
 	return livekit.New(livekit.Options{
 		SFU:        sfu,
@@ -33,6 +34,7 @@ func newLiveKit(cfg config.Config, listenAddr string, log zerolog.Logger, engine
 			Homeservers: lk.Homeservers,
 			FullAccess:  lk.FullAccessHomeservers,
 			CORSOrigins: cfg.CORS.AllowedOrigins,
+			Place:       place,
 		},
 		Log: log.With().Str("component", "livekit").Logger(),
 	})

@@ -26,11 +26,13 @@ const (
 	routeLiveKitSFUGet    = "livekit_sfu_get"
 	routeLiveKitGetToken  = "livekit_get_token"
 	routeMatrixAppService = "matrix_appservice"
+	routeCascade          = "cascade"
+	routeMesh             = "api_mesh"
 )
 
 // newMetrics is the registry of admin.metrics, or nil when it is off.
-// The Matrix counts are read from s.matrix, made later in New, at each
-// scrape.
+// The Matrix and cascade counts are read from s.matrix and s.mesh, made
+// later in New, at each scrape.
 func newMetrics(s *Server) *metrics.Metrics {
 	if !s.cfg.Admin.Metrics {
 		return nil
@@ -41,6 +43,14 @@ func newMetrics(s *Server) *metrics.Metrics {
 	}}
 	if s.cfg.Matrix.Enabled {
 		opts.ToDevice = s.toDeviceCounts
+	}
+	if s.cfg.Mesh.Enabled {
+		opts.Cascade = func() metrics.Cascade {
+			if s.mesh == nil {
+				return metrics.Cascade{}
+			}
+			return s.mesh.cascadeCounts()
+		}
 	}
 	return metrics.New(opts)
 }
@@ -74,6 +84,9 @@ func (s *Server) handle(mux *http.ServeMux, pattern, route string, h http.Handle
 func (s *Server) mountAdmin(mux *http.ServeMux) {
 	s.handle(mux, "/api/rooms", routeRooms, s.whip.StatusHandler())
 	tok := s.cfg.Admin.Token
+	if s.mesh != nil {
+		s.handle(mux, "/api/mesh", routeMesh, adminOnly(tok, s.mesh.statusHandler()))
+	}
 	if s.metrics != nil {
 		s.handle(mux, "/metrics", routeMetrics, adminOnly(tok, s.metrics.Handler()))
 	}

@@ -34,6 +34,10 @@ func (s *Server) mainRoutes() http.Handler {
 	if s.livekit != nil {
 		s.mountLiveKit(mux)
 	}
+	if s.mesh != nil {
+		// Trunk requests are signed by the other foci (cascade/).
+		s.handle(mux, "/cascade/v1/", routeCascade, s.mesh.cascade.Handler())
+	}
 	return mux
 }
 

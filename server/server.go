@@ -37,6 +37,7 @@ type Server struct {
 	whip    *whip.Server
 	matrix  *matrixFrontend  // nil unless matrix.enabled
 	livekit *livekit.Server  // nil unless livekit.enabled
+	mesh    *meshFrontend    // nil unless mesh.enabled
 	metrics *metrics.Metrics // nil unless admin.metrics
 	main    listener
 	admin   *listener // nil when the admin routes are on main
@@ -83,13 +84,7 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		s.admin = &listener{ln: adminLn}
 	}
 
-	s.engine, err = rtc.New(rtc.Config{
-		BindAddress:     udpBindAddress(cfg, mainLn.Addr()),
-		UDPPort:         cfg.WebRTC.UDPPort,
-		PublicIPs:       cfg.WebRTC.PublicIPs,
-		ICELite:         cfg.WebRTC.ICELite,
-		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
-	}, log.With().Str("component", "rtc").Logger())
+	s.engine, err = rtc.New(engineConfig(cfg, mainLn.Addr()), log.With().Str("component", "rtc").Logger())
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -127,12 +122,17 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		}
 	}
 	if cfg.LiveKit.Enabled {
-		if s.livekit, err = newLiveKit(cfg, mainLn.Addr().String(), log, s.engine, s.sfu); err != nil {
+		if s.livekit, err = newLiveKit(cfg, mainLn.Addr().String(), log, s.engine, s.sfu, s.place); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
 	if err := shareRooms(s.sfu, cfg.SharedRooms, cfg.LiveKit.Enabled, log); err != nil {
 		return nil, err
+	}
+	if cfg.Mesh.Enabled {
+		if s.mesh, err = newMesh(cfg, mainLn.Addr(), log, s.engine, s.sfu); err != nil {
+			return nil, err
+		}
 	}
 
 	httpLog := log.With().Str("component", "http").Logger()
@@ -141,6 +141,18 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 		s.admin.srv = newHTTPServer(s.adminRoutes(), httpLog.With().Bool("admin", true).Logger())
 	}
 	return s, nil
+}
+
+// engineConfig is the WebRTC engine's configuration: the media port and
+// how it is advertised.
+func engineConfig(cfg config.Config, mainAddr net.Addr) rtc.Config {
+	return rtc.Config{
+		BindAddress:     udpBindAddress(cfg, mainAddr),
+		UDPPort:         cfg.WebRTC.UDPPort,
+		PublicIPs:       cfg.WebRTC.PublicIPs,
+		ICELite:         cfg.WebRTC.ICELite,
+		IncludeLoopback: cfg.WebRTC.IncludeLoopback,
+	}
 }
 
 // Addr is the main HTTP listener's address.
@@ -168,6 +180,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.logReady()
 	if s.matrix != nil {
 		s.matrix.start()
+	}
+	if s.mesh != nil {
+		s.mesh.start()
 	}
 
 	listeners := []*listener{&s.main}
@@ -217,6 +232,13 @@ func (s *Server) Run(ctx context.Context) error {
 // port. It tolerates a partly built Server.
 func (s *Server) closeAll(ctx context.Context) error {
 	var errs []error
+	// Trunks first: their proxies leave while the front-ends can still
+	// tell clients.
+	if s.mesh != nil {
+		if err := s.mesh.close(); err != nil {
+			errs = append(errs, fmt.Errorf("server: close mesh: %w", err))
+		}
+	}
 	if s.matrix != nil {
 		if err := s.matrix.close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: close matrix: %w", err))

@@ -108,18 +108,23 @@ func (p *Process) start() {
 	t.Helper()
 	cmd := exec.Command(Binary(t), "serve", "--config", p.config)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
-	stdout, err := cmd.StdoutPipe()
+	// The focus logs on stderr; both streams are read as one.
+	out, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = prefixWriter{p.log, p.Name}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	_ = w.Close()
+	if err != nil {
+		_ = out.Close()
 		t.Fatalf("%s: start: %v", p.Name, err)
 	}
 	p.cmd, p.done = cmd, make(chan struct{})
 	ready := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(stdout)
+		defer out.Close()
+		sc := bufio.NewScanner(out)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
@@ -135,7 +140,7 @@ func (p *Process) start() {
 				}
 			}
 		}
-		_, _ = io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(io.Discard, out)
 		p.exitErr = cmd.Wait()
 		close(p.done)
 	}()
@@ -205,21 +210,6 @@ func (p *Process) Stop() {
 // body into v.
 func (p *Process) Get(ctx context.Context, path string, v any) error {
 	return getJSON(ctx, p.URL+path, v)
-}
-
-// prefixWriter writes each write to w as a line labelled with name.
-type prefixWriter struct {
-	w    io.Writer
-	name string
-}
-
-func (pw prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-		if _, err := fmt.Fprintf(pw.w, "[%s] %s\n", pw.name, line); err != nil {
-			return 0, err
-		}
-	}
-	return len(b), nil
 }
 
 // getJSON GETs url and decodes its JSON body into v; a status other than
