@@ -125,6 +125,7 @@ mesh:
   trunk_secret: "0123456789abcdef0123456789abcdef"
   trunk_url: "https://focus.example.org"
   rejoin_interval: 30s
+  trunk_idle_timeout: 1m
 `,
 			want: func(c *config.Config) {
 				*c = config.Config{
@@ -175,15 +176,16 @@ mesh:
 						FullAccessHomeservers: []string{"example.org"},
 					},
 					Mesh: config.Mesh{
-						Enabled:        true,
-						NodeName:       "a",
-						Bind:           "0.0.0.0:7946",
-						Advertise:      "203.0.113.7:7946",
-						Seeds:          []string{"b.example.org:7946", "10.0.0.3:7946"},
-						GossipKey:      "MDEyMzQ1Njc4OWFiY2RlZg==",
-						TrunkSecret:    "0123456789abcdef0123456789abcdef",
-						TrunkURL:       "https://focus.example.org",
-						RejoinInterval: 30 * time.Second,
+						Enabled:          true,
+						NodeName:         "a",
+						Bind:             "0.0.0.0:7946",
+						Advertise:        "203.0.113.7:7946",
+						Seeds:            []string{"b.example.org:7946", "10.0.0.3:7946"},
+						GossipKey:        "MDEyMzQ1Njc4OWFiY2RlZg==",
+						TrunkSecret:      "0123456789abcdef0123456789abcdef",
+						TrunkURL:         "https://focus.example.org",
+						RejoinInterval:   30 * time.Second,
+						TrunkIdleTimeout: time.Minute,
 					},
 				}
 			},
@@ -219,6 +221,7 @@ func TestParseErrors(t *testing.T) {
 		{"seed without a port", "mesh:\n  seeds: [a.example.org]\n", "mesh.seeds[0]", `config: mesh.seeds[0]: "a.example.org" is not host:port`},
 		{"trunk url not http", "mesh:\n  trunk_url: \"ftp://x\"\n", "mesh.trunk_url", `config: mesh.trunk_url: "ftp://x" is not an http(s):// URL`},
 		{"rejoin interval too short", "mesh:\n  rejoin_interval: 10ms\n", "mesh.rejoin_interval", `config: mesh.rejoin_interval: 10ms is under 1s`},
+		{"trunk idle timeout too short", "mesh:\n  trunk_idle_timeout: 0s\n", "mesh.trunk_idle_timeout", `config: mesh.trunk_idle_timeout: 0s is under 1s`},
 		{"unknown nested key", "webrtc:\n  udp_prot: 1\n", "webrtc.udp_prot", `config: unknown key "webrtc.udp_prot"`},
 		{"unknown key in a list item", "whip:\n  tokens:\n    - token: a\n      rom: [x]\n", "whip.tokens[0].rom", `config: unknown key "whip.tokens[0].rom"`},
 		{"unknown key in the second list item", "webrtc:\n  ice_servers:\n    - urls: [\"stun:a\"]\n    - url: [\"stun:b\"]\n", "webrtc.ice_servers[1].url", `config: unknown key "webrtc.ice_servers[1].url"`},

@@ -40,13 +40,17 @@ type Mesh struct {
 	// RejoinInterval is how often the seeds that are not alive members
 	// are joined again, so that a healed partition heals the mesh too.
 	RejoinInterval time.Duration `yaml:"rejoin_interval"`
+	// TrunkIdleTimeout is how long a trunk that carries no track stays
+	// open for the next one before it is closed.
+	TrunkIdleTimeout time.Duration `yaml:"trunk_idle_timeout"`
 }
 
 func defaultMesh() Mesh {
 	return Mesh{
-		Bind:           "127.0.0.1:7946",
-		Seeds:          []string{},
-		RejoinInterval: 15 * time.Second,
+		Bind:             "127.0.0.1:7946",
+		Seeds:            []string{},
+		RejoinInterval:   15 * time.Second,
+		TrunkIdleTimeout: 30 * time.Second,
 	}
 }
 
@@ -121,6 +125,9 @@ func (m Mesh) validate() error {
 	}
 	if m.RejoinInterval < time.Second {
 		return errorf("mesh.rejoin_interval", fmt.Sprintf("%s is under 1s", m.RejoinInterval))
+	}
+	if m.TrunkIdleTimeout < time.Second {
+		return errorf("mesh.trunk_idle_timeout", fmt.Sprintf("%s is under 1s", m.TrunkIdleTimeout))
 	}
 	return nil
 }
