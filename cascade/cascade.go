@@ -87,7 +87,7 @@ type timing struct {
 	connect time.Duration // how long a new trunk may take to open
 	answer  time.Duration // how long the puller may take to answer an offer
 	grace   time.Duration // demand gone for this long ends a pull
-	idle    time.Duration // a pulling trunk without pulls closes after this
+	idle    time.Duration // a pulling trunk without pulls closes after this (grace when nothing could be pulled)
 	retry   time.Duration // a refused pull is asked again after this
 	tick    time.Duration // the control loop's clock
 	resync  time.Duration // full reconcile and holdings check, besides events
@@ -102,7 +102,7 @@ func defaultTiming() timing {
 		connect: 10 * time.Second,
 		answer:  10 * time.Second,
 		grace:   2 * time.Second,
-		idle:    30 * time.Second,
+		idle:    10 * time.Second,
 		retry:   2 * time.Second,
 		tick:    100 * time.Millisecond,
 		resync:  time.Second,

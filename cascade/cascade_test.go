@@ -16,11 +16,13 @@ import (
 // TestTwoFoci: a publisher on A is seen by viewers on B with media
 // arriving through one trunk; ten viewers make one subscription per
 // track; keyframe requests reach the publisher through the trunk; when
-// the viewers leave, the tracks are unsubscribed after the grace.
+// the viewers leave, the tracks are unsubscribed after the grace, and
+// the idle trunk closes.
 func TestTwoFoci(t *testing.T) {
 	m := newFakeMesh()
 	a := startNode(t, m, "a")
-	b := startNode(t, m, "b")
+	const idle = 1500 * time.Millisecond
+	b := startNode(t, m, "b", func(_ *Options, tm *timing) { tm.idle = idle })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -98,9 +100,22 @@ func TestTwoFoci(t *testing.T) {
 	if el := time.Since(left); el < defaultTiming().grace {
 		t.Errorf("unsubscribed %v after the viewers left, before the %v grace", el, defaultTiming().grace)
 	}
-	// The trunk stays (idle), and so do the proxies.
+	// The proxies stay; the trunk closes when idle, on both sides.
+	unsubscribed := time.Now()
+	eventually(t, idle+2*time.Second, "the idle trunk closes", func() bool {
+		return len(b.cascade.Status().Trunks) == 0 && len(a.cascade.Status().Trunks) == 0
+	})
+	if el := time.Since(unsubscribed); el < idle-200*time.Millisecond {
+		t.Errorf("the trunk closed %v after its last pull, before the %v idle time", el, idle)
+	}
 	if ps := b.proxiesFrom(whip.ConferenceID("r"), "a"); len(ps) != 1 || len(ps[0].Tracks()) != 2 {
 		t.Errorf("b's proxies of a after the viewers left: %d", len(ps))
+	}
+	if f := a.cascade.Stats().HeartbeatFailures + b.cascade.Stats().HeartbeatFailures; f != 0 {
+		t.Errorf("%d heartbeat failures", f)
+	}
+	if st := b.cascade.Status(); len(st.HeldBack) != 0 {
+		t.Errorf("b holds back %v after closing an idle trunk", st.HeldBack)
 	}
 }
 

@@ -214,6 +214,10 @@ func (ctl *control) publishHeldBack(c *Cascade) {
 // trunks dials the foci there is demand for, closes idle trunks, and
 // forgets foci that left the mesh.
 func (ctl *control) trunks(c *Cascade, now time.Time, wanted map[string]bool) {
+	proxied := make(map[string]bool)
+	for _, pt := range ctl.tracks {
+		proxied[pt.node] = true
+	}
 	for name := range wanted {
 		ctl.node(name)
 	}
@@ -236,10 +240,16 @@ func (ctl *control) trunks(c *Cascade, now time.Time, wanted map[string]bool) {
 			}
 			continue
 		}
-		if t.getState() == stateOpen && t.pullCount() == 0 && !wanted[name] {
+		if t.getState() == stateOpen && t.pullCount() == 0 && !wanted[name] && !recovering {
+			// Idle: kept a while for the next pull, unless the focus has
+			// no track here that could be pulled.
+			limit := c.timing.idle
+			if !proxied[name] {
+				limit = c.timing.grace
+			}
 			if ns.idleSince.IsZero() {
 				ns.idleSince = now
-			} else if now.Sub(ns.idleSince) >= c.timing.idle {
+			} else if now.Sub(ns.idleSince) >= limit {
 				t.close("idle: nothing pulled", closedByUs)
 			}
 			continue
