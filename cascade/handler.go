@@ -107,7 +107,7 @@ func (c *Cascade) serveTrunk(w http.ResponseWriter, r *http.Request) *httpError 
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, trunkResponse{Version: protocolVersion, Trunk: trunkID, Answer: answer})
+	writeJSON(w, http.StatusOK, trunkResponse{Version: protocolVersion, Node: c.self, Trunk: trunkID, Answer: answer})
 	return nil
 }
 
@@ -155,6 +155,7 @@ func (c *Cascade) accept(ctx context.Context, node, offer string) (string, strin
 	})
 	fail := func(e *httpError) (string, string, *httpError) {
 		_ = pc.Close()
+		t.cancel()
 		return "", "", e
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {

@@ -29,9 +29,12 @@ type trunkRequest struct {
 	Offer   string `json:"offer"`
 }
 
-// trunkResponse is the body of its success.
+// trunkResponse is the body of its success. Node names the answering
+// focus, so that a puller sent to the wrong one by a stale or mistaken
+// TrunkURL notices.
 type trunkResponse struct {
 	Version int    `json:"version"`
+	Node    string `json:"node"`
 	Trunk   string `json:"trunk"`
 	Answer  string `json:"answer"`
 }
@@ -72,7 +75,7 @@ func (t *trunk) dial(base string) error {
 	if err != nil {
 		return err
 	}
-	answer, err := t.c.requestTrunk(ctx, base, sdp)
+	answer, err := t.c.requestTrunk(ctx, base, t.peer, sdp)
 	if err != nil {
 		return err
 	}
@@ -82,9 +85,9 @@ func (t *trunk) dial(base string) error {
 	return nil
 }
 
-// requestTrunk POSTs a signed trunk request to the focus at base and
-// returns its answer.
-func (c *Cascade) requestTrunk(ctx context.Context, base, offer string) (string, error) {
+// requestTrunk POSTs a signed trunk request to the focus peer at base
+// and returns its answer.
+func (c *Cascade) requestTrunk(ctx context.Context, base, peer, offer string) (string, error) {
 	body, err := json.Marshal(trunkRequest{Version: protocolVersion, Offer: offer})
 	if err != nil {
 		return "", err
@@ -116,6 +119,9 @@ func (c *Cascade) requestTrunk(ctx context.Context, base, offer string) (string,
 	}
 	if r.Version != protocolVersion || r.Answer == "" {
 		return "", fmt.Errorf("trunk request to %s: an answer of version %d with %d bytes of SDP", url, r.Version, len(r.Answer))
+	}
+	if r.Node != peer {
+		return "", fmt.Errorf("trunk request to %s: it is focus %q, not %q (check its trunk URL)", url, r.Node, peer)
 	}
 	return r.Answer, nil
 }
