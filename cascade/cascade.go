@@ -40,6 +40,10 @@ type Options struct {
 	// one reach the other and fail SRTP). Nil makes one on Engine's IP
 	// with a free port, closed by Close. The exporter answers on Engine.
 	PullEngine *rtc.Engine
+	// IdleTimeout is how long a pulling trunk that carries no track stays
+	// open for the next pull; zero means 30 s. A trunk to a focus that
+	// has no track here at all closes after the pull grace (2 s) instead.
+	IdleTimeout time.Duration
 }
 
 // Cascade relays tracks between this focus and the others of the mesh.
@@ -102,7 +106,7 @@ func defaultTiming() timing {
 		connect: 10 * time.Second,
 		answer:  10 * time.Second,
 		grace:   2 * time.Second,
-		idle:    10 * time.Second,
+		idle:    30 * time.Second,
 		retry:   2 * time.Second,
 		tick:    100 * time.Millisecond,
 		resync:  time.Second,
@@ -134,6 +138,9 @@ func newCascade(opts Options, tm timing) (*Cascade, error) {
 		return nil, errors.New("cascade: SFU, Engine and Directory are required")
 	case len(opts.Secret) < minSecret:
 		return nil, fmt.Errorf("cascade: the trunk secret has %d bytes; it needs at least %d", len(opts.Secret), minSecret)
+	}
+	if opts.IdleTimeout > 0 {
+		tm.idle = opts.IdleTimeout
 	}
 	self := opts.Directory.Self()
 	if self == "" {
