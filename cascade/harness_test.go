@@ -335,3 +335,13 @@ func toJSON(v any) string {
 }
 
 func equalJSON(a, b any) bool { return toJSON(a) == toJSON(b) }
+
+// reconcile runs a reconcile round on n's control loop and waits for it.
+func (n *node) reconcile() {
+	done := make(chan struct{})
+	n.cascade.q.push(func() {
+		n.cascade.ctl.reconcile(n.cascade)
+		close(done)
+	})
+	<-done
+}
