@@ -147,3 +147,26 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTrunkRequest: no body makes the trunk request decoder panic, and
+// what it accepts is of this version with a data channel offered.
+func FuzzTrunkRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"version":1,"offer":"v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"}`,
+		`{"version":1}`, `{"version":"1"}`, `{}{}`, `[`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, e := decodeTrunkRequest(b)
+		if e != nil {
+			if e.status != 400 || e.errcode == "" {
+				t.Fatalf("refusal %+v", e)
+			}
+			return
+		}
+		if req.Version != protocolVersion || !strings.Contains(req.Offer, "m=application") {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
+}
