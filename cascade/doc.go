@@ -26,7 +26,8 @@
 //
 // Signalling between foci is one signed HTTP request (sign.go): the
 // puller POSTs its offer to the exporter's /cascade/v1/trunk and gets the
-// answer back. After that, only the exporter offers (over the data
+// answer back. The puller dials from a port of its own (Options.PullEngine),
+// so that two foci pulling from each other use two distinct pairs of ports. After that, only the exporter offers (over the data
 // channel), so there is no glare. Both sides ping every second; a trunk
 // that hears nothing for three seconds is dead, and the proxies it fed
 // are removed until a new trunk to that focus is up.

@@ -12,11 +12,12 @@ import (
 	"github.com/focus-sfu/focus/rtc"
 )
 
-// trunkExtensions returns the header extensions, with their IDs, that an
-// exporter's offer gives a track of kind. A proxy track is published
+// trunkExtensions returns the header extensions, with their IDs, that a
+// proxy track of kind is published with. A proxy track is published
 // before anything is negotiated, and the core maps extensions by the
-// publisher's IDs, so the IDs are learnt once from an offer the engine
-// makes: every focus of one version numbers them alike.
+// publisher's IDs, so the IDs are learnt once from an offer this focus's
+// engine makes; a trunk track whose exporter numbered them otherwise is
+// renumbered as it arrives (extRemap).
 func (c *Cascade) trunkExtensions(kind focus.Kind) []focus.HeaderExtension {
 	c.extOnce.Do(func() { c.exts = probeExtensions(c.opts.Engine, c.log) })
 	return c.exts[kind]
