@@ -249,39 +249,7 @@ func (pt *proxyTrack) feed(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, 
 		return
 	}
 	log.Debug().Msg("the exporter numbers header extensions otherwise; renumbering them")
-	receiveRemapped(pt.up, track, recv, remap, log)
-}
-
-// receiveRemapped is rtc.Receive with the header extensions of every
-// packet renumbered (see extRemap). A trunk carries one layer.
-func receiveRemapped(up *focus.UpTrack, track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, remap *extRemap, log zerolog.Logger) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := recv.Read(buf)
-			if err != nil {
-				return
-			}
-			if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
-				up.HandleRTCP(pkts)
-			}
-		}
-	}()
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := track.Read(buf)
-		if err != nil {
-			break
-		}
-		remap.apply(buf[:n])
-		if err := up.HandleRTP(0, buf[:n]); err != nil {
-			log.Debug().Err(err).Msg("malformed rtp")
-		}
-	}
-	wg.Wait()
+	rtc.ReceiveRewritten(pt.up, track, recv, remap.apply, log)
 }
 
 // upstream carries a proxy track's keyframe requests to its origin over

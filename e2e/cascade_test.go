@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -270,6 +271,7 @@ func TestCascadeThreeFoci(t *testing.T) {
 	nodes := []*cascadeNode{a, b, c}
 	waitMesh(ctx, t, nodes, "a", "b", "c")
 	t.Log("mesh of a, b, c formed")
+	baseline := goroutines(ctx, t, a)
 
 	const room = "cascade"
 	pa := publish(ctx, t, a, room)
@@ -329,8 +331,76 @@ func TestCascadeThreeFoci(t *testing.T) {
 	b.Restart()
 	waitMesh(ctx, t, nodes, "a", "b", "c")
 	pb2 := publish(ctx, t, b, room)
-	waitMedia(ctx, t, "viewer on a of b's new publisher", view(ctx, t, a, room, publisherID(pb2)), cascadeMedia)
+	vb2 := view(ctx, t, a, room, publisherID(pb2))
+	waitMedia(ctx, t, "viewer on a of b's new publisher", vb2, cascadeMedia)
 	t.Log("b restarted, rejoined and used again")
+
+	// Everyone leaves: a is back to what it ran before the call, give or
+	// take memberlist's and the runtime's own.
+	for _, c := range []interface{ Close() error }{pa, pb, pc, pb2, vb, vc, vb2} {
+		_ = c.Close()
+	}
+	for _, v := range viewers {
+		_ = v.Close()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n := goroutines(ctx, t, a)
+		if n <= baseline+10 {
+			t.Logf("a runs %d goroutines after the call, %d before it", n, baseline)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a runs %d goroutines 15 s after everyone left, %d before the call; a's status %+v; goroutines:\n%s",
+				n, baseline, a.mesh(ctx, t).Cascade, goroutineDump(ctx, a))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// goroutineDump is n's goroutine profile, one line per stack with its
+// count, for a failure message.
+func goroutineDump(ctx context.Context, n *cascadeNode) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/debug/pprof/goroutine?debug=1", nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var out []string
+	for _, block := range strings.Split(string(b), "\n\n") {
+		lines := strings.Split(block, "\n")
+		// "N @ addrs" then "#\taddr\tfunc+off\tfile:line" frames: keep
+		// the count and the deepest frame of this program's or pion's.
+		if len(lines) < 2 {
+			continue
+		}
+		out = append(out, strings.Fields(lines[0])[0]+" "+strings.Join(strings.Fields(lines[1])[2:3], ""))
+	}
+	return strings.Join(out, "\n")
+}
+
+// goroutines reads n's goroutine count from /debug/pprof.
+func goroutines(ctx context.Context, t *testing.T, n *cascadeNode) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/debug/pprof/goroutine?debug=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var total int
+	if _, err := fmt.Fscanf(resp.Body, "goroutine profile: total %d", &total); err != nil {
+		t.Fatalf("%s: goroutine profile: %v", n.Name, err)
+	}
+	return total
 }
 
 func contains(list []string, s string) bool {

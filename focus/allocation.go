@@ -39,7 +39,10 @@ func (p *Participant) allocate(now time.Time) {
 		switch {
 		case src.info.Kind == KindAudio:
 			t.Priority = allocator.PriorityAudio
-			if !c.forwardsAudio(src) {
+			// A relay to another focus (a subscriber with an Origin)
+			// takes every audio track: the foci it serves rank the
+			// speakers among all of them.
+			if p.info.Origin == "" && !c.forwardsAudio(src) {
 				t.MaxLayer = -1
 			}
 		case src.info.Source == SourceScreenShare:

@@ -67,3 +67,15 @@ func (c *Conference) removeTrack(t *UpTrack) {
 		}
 	}
 }
+
+// localParticipantsLocked counts the participants connected here, not
+// the cascade's proxies and relays. c.mu is held.
+func (c *Conference) localParticipantsLocked() int {
+	n := 0
+	for _, p := range c.participants {
+		if p.info.Origin == "" {
+			n++
+		}
+	}
+	return n
+}

@@ -337,6 +337,27 @@ func TestKeepUnwatched(t *testing.T) {
 	}
 }
 
+// The limits count participants connected here: a cascade's proxies and
+// relays (with an Origin) neither count nor are refused.
+func TestLimitsCountLocalParticipants(t *testing.T) {
+	s := New(Options{MaxParticipantsPerConference: 1, MaxParticipants: 1})
+	if _, err := s.Join("a", ParticipantInfo{Origin: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join("a", ParticipantInfo{}); err != nil {
+		t.Fatalf("first local participant beside a proxy: %v", err)
+	}
+	if _, err := s.Join("a", ParticipantInfo{Origin: "c", Role: RoleViewer}); err != nil {
+		t.Fatalf("a relay in a full conference: %v", err)
+	}
+	if _, err := s.Join("a", ParticipantInfo{}); err != ErrServerFull {
+		t.Fatalf("second local participant: %v", err)
+	}
+	if n := s.Participants(); n != 1 {
+		t.Fatalf("Participants() = %d, want 1", n)
+	}
+}
+
 func TestLimits(t *testing.T) {
 	s := New(Options{MaxParticipantsPerConference: 2, MaxParticipants: 3})
 	a, _ := s.Join("a", ParticipantInfo{})

@@ -376,16 +376,24 @@ func TestSpeakersAndLoudestAudio(t *testing.T) {
 		}
 		ups = append(ups, up)
 	}
+	// A listener, and a cascade relay to another focus, which ranks the
+	// speakers there among all of them and so takes every audio track.
 	sub, _ := s.Join("c", ParticipantInfo{Identity: "listener"})
-	var recs []*rtpRecorder
+	relay, _ := s.Join("c", ParticipantInfo{Identity: "focus:b", Role: RoleViewer, Origin: "b"})
+	var recs, relayed []*rtpRecorder
 	for i, up := range ups {
-		d, err := sub.Subscribe(up)
-		if err != nil {
-			t.Fatal(err)
+		for _, r := range []struct {
+			p    *Participant
+			recs *[]*rtpRecorder
+		}{{sub, &recs}, {relay, &relayed}} {
+			d, err := r.p.Subscribe(up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := &rtpRecorder{}
+			d.Bind(Binding{SSRC: uint32(i + 1), PayloadType: 111, Writer: w})
+			*r.recs = append(*r.recs, w)
 		}
-		w := &rtpRecorder{}
-		d.Bind(Binding{SSRC: uint32(i + 1), PayloadType: 111, Writer: w})
-		recs = append(recs, w)
 	}
 	levels := []byte{20, 127} // -20 dBov and silence
 	for step := 0; step < 100; step++ {
@@ -413,6 +421,9 @@ func TestSpeakersAndLoudestAudio(t *testing.T) {
 	loud, quiet := len(recs[0].packets()), len(recs[1].packets())
 	if loud < 90 || quiet > 10 {
 		t.Fatalf("with MaxAudioForwarded 1: %d loud and %d quiet packets forwarded", loud, quiet)
+	}
+	if loud, quiet := len(relayed[0].packets()), len(relayed[1].packets()); loud < 90 || quiet < 90 {
+		t.Fatalf("the relay got %d loud and %d quiet packets, want all of both", loud, quiet)
 	}
 }
 

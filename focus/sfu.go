@@ -16,7 +16,8 @@ import (
 type Options struct {
 	Log zerolog.Logger
 	// MaxParticipantsPerConference and MaxParticipants bound the control
-	// plane; zero means unlimited.
+	// plane; zero means unlimited. They count participants connected
+	// here, not the cascade's proxies and relays (with an Origin).
 	MaxParticipantsPerConference int
 	MaxParticipants              int
 	// KeyframeInterval is the average spacing of keyframe requests sent
@@ -146,7 +147,10 @@ func (s *SFU) Join(id ConferenceID, info ParticipantInfo) (*Participant, error) 
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if s.opts.MaxParticipants > 0 && s.participants >= s.opts.MaxParticipants {
+	// The limits count participants connected here; the cascade's
+	// proxies and relays (with an Origin) stand for other foci's.
+	local := info.Origin == ""
+	if local && s.opts.MaxParticipants > 0 && s.participants >= s.opts.MaxParticipants {
 		s.mu.Unlock()
 		return nil, ErrServerFull
 	}
@@ -157,7 +161,7 @@ func (s *SFU) Join(id ConferenceID, info ParticipantInfo) (*Participant, error) 
 		s.conferences[id] = c
 	}
 	c.mu.Lock()
-	if max := s.opts.MaxParticipantsPerConference; max > 0 && len(c.participants) >= max {
+	if max := s.opts.MaxParticipantsPerConference; local && max > 0 && c.localParticipantsLocked() >= max {
 		empty := len(c.participants) == 0
 		c.mu.Unlock()
 		if empty {
@@ -169,7 +173,9 @@ func (s *SFU) Join(id ConferenceID, info ParticipantInfo) (*Participant, error) 
 	p := newParticipant(c, info)
 	c.participants[p.info.ID] = p
 	c.mu.Unlock()
-	s.participants++
+	if local {
+		s.participants++
+	}
 	s.mu.Unlock()
 
 	p.log.Debug().Msg("participant joined")
@@ -184,7 +190,9 @@ func (s *SFU) leave(p *Participant) {
 	c.mu.Lock()
 	if _, ok := c.participants[p.info.ID]; ok {
 		delete(c.participants, p.info.ID)
-		s.participants--
+		if p.info.Origin == "" {
+			s.participants--
+		}
 	}
 	if len(c.participants) == 0 && s.conferences[c.id] == c {
 		delete(s.conferences, c.id)
@@ -212,7 +220,8 @@ func (s *SFU) Conferences() []*Conference {
 	return out
 }
 
-// Participants returns how many participants the SFU holds.
+// Participants returns how many participants are connected here: the
+// cascade's proxies and relays (with an Origin) are not counted.
 func (s *SFU) Participants() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

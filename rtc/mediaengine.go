@@ -90,11 +90,14 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 			return nil, fmt.Errorf("rtc: register rtx for %s (%d): %w", c.MimeType, c.PayloadType, err)
 		}
 	}
-	for kind, uris := range map[webrtc.RTPCodecType][]string{
-		webrtc.RTPCodecTypeAudio: audioExtensions,
-		webrtc.RTPCodecTypeVideo: videoExtensions,
-	} {
-		for _, uri := range uris {
+	// In a fixed order, so that every focus numbers the extensions
+	// alike: a cascade trunk then forwards them without renumbering.
+	for _, k := range []struct {
+		kind webrtc.RTPCodecType
+		uris []string
+	}{{webrtc.RTPCodecTypeAudio, audioExtensions}, {webrtc.RTPCodecTypeVideo, videoExtensions}} {
+		kind := k.kind
+		for _, uri := range k.uris {
 			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, kind); err != nil {
 				return nil, fmt.Errorf("rtc: register extension %s: %w", uri, err)
 			}

@@ -44,6 +44,13 @@ func Kind(t webrtc.RTPCodecType) focus.Kind {
 // into up's layer for the track's RID, and the publisher's RTCP (sender
 // reports) into up.HandleRTCP. It returns when both loops have ended.
 func Receive(up *focus.UpTrack, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, log zerolog.Logger) {
+	ReceiveRewritten(up, track, receiver, nil, log)
+}
+
+// ReceiveRewritten is Receive with rewrite, when not nil, applied in place
+// to every RTP packet before the core sees it (a cascade trunk renumbers
+// header extensions with it).
+func ReceiveRewritten(up *focus.UpTrack, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, rewrite func(pkt []byte), log zerolog.Logger) {
 	layer := up.Layer(track.RID())
 	if layer < 0 {
 		log.Warn().Str("rid", track.RID()).Msg("track has an unknown simulcast layer; ignored")
@@ -82,6 +89,9 @@ func Receive(up *focus.UpTrack, track *webrtc.TrackRemote, receiver *webrtc.RTPR
 				log.Debug().Err(err).Msg("read rtp")
 			}
 			break
+		}
+		if rewrite != nil {
+			rewrite(buf[:n])
 		}
 		if err := up.HandleRTP(layer, buf[:n]); err != nil {
 			malformed++

@@ -84,14 +84,15 @@ func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *r
 		return nil, fmt.Errorf("server: cascade: %w", err)
 	}
 	c, err := cascade.New(cascade.Options{
-		SFU:        sfu,
-		Engine:     engine,
-		PullEngine: pull,
-		Directory:  node,
-		Holdings:   node.SetHoldings,
-		Secret:     []byte(mc.TrunkSecret),
-		Mirror:     mirrored,
-		Log:        log.With().Str("component", "cascade").Logger(),
+		SFU:         sfu,
+		Engine:      engine,
+		PullEngine:  pull,
+		Directory:   node,
+		Holdings:    node.SetHoldings,
+		Secret:      []byte(mc.TrunkSecret),
+		Mirror:      mirrored,
+		IdleTimeout: mc.TrunkIdleTimeout,
+		Log:         log.With().Str("component", "cascade").Logger(),
 	})
 	if err != nil {
 		_ = pull.Close()
