@@ -41,6 +41,13 @@ type cascadeNode struct {
 // seeded with seeds (gossip ports of nodes already running).
 func startCascadeNode(t *testing.T, name string, seeds ...int) *cascadeNode {
 	t.Helper()
+	return startCascadeNodeWith(t, name, "", seeds...)
+}
+
+// startCascadeNodeWith is startCascadeNode with more top-level sections
+// of configuration (YAML).
+func startCascadeNodeWith(t *testing.T, name, extra string, seeds ...int) *cascadeNode {
+	t.Helper()
 	port := focustest.FreePort(t)
 	var seedList []string
 	for _, s := range seeds {
@@ -62,7 +69,8 @@ mesh:
   gossip_key: %q
   trunk_secret: %q
   rejoin_interval: 2s
-`, name, port, strings.Join(seedList, ", "), cascadeGossipKey, cascadeTrunkSecret)
+  trunk_idle_timeout: 2s
+%s`, name, port, strings.Join(seedList, ", "), cascadeGossipKey, cascadeTrunkSecret, extra)
 	return &cascadeNode{Process: focustest.StartProcess(t, name, cfg), gossip: port}
 }
 

@@ -127,10 +127,6 @@ func (e *matrixEnv) client(ctx context.Context, t *testing.T, u *dendrite.User, 
 	return c
 }
 
-// joinCall publishes c's membership and invites the focus. The focus
-// learns of the membership from an appservice transaction and of the
-// invite from its /sync; they can arrive in either order, so a
-// not_a_member hangup is retried a few times and the retries returned.
 // callOfTwo is alice and bob, members of a new room, in call conf of it.
 type callOfTwo struct {
 	users      []*dendrite.User // alice, bob
@@ -151,19 +147,30 @@ func (e *matrixEnv) callOfTwo(ctx context.Context, t *testing.T, conf string, al
 	return c
 }
 
+// joinCall has c join call conf of room through the env's focus (see
+// joinCallVia).
 func (e *matrixEnv) joinCall(ctx context.Context, t *testing.T, c *matrixclient.Client, room id.RoomID, conf string) int {
 	t.Helper()
-	if err := c.PublishMembership(ctx, room, conf, e.bot); err != nil {
+	return joinCallVia(ctx, t, c, room, conf, e.bot)
+}
+
+// joinCallVia publishes c's membership naming focus and invites it. The
+// focus learns of the membership from an appservice transaction and of
+// the invite from its /sync; they can arrive in either order, so a
+// not_a_member hangup is retried a few times and the retries returned.
+func joinCallVia(ctx context.Context, t *testing.T, c *matrixclient.Client, room id.RoomID, conf string, focus matrixclient.Focus) int {
+	t.Helper()
+	if err := c.PublishMembership(ctx, room, conf, focus); err != nil {
 		t.Fatal(err)
 	}
 	for try := 0; ; try++ {
-		err := c.Invite(ctx, room, conf, e.bot)
+		err := c.Invite(ctx, room, conf, focus)
 		var he *matrixclient.HangupError
 		if err == nil {
 			return try
 		}
 		if !errors.As(err, &he) || he.Reason != "not_a_member" || try == 10 {
-			t.Fatalf("%s invites the focus: %v", c.UserID(), err)
+			t.Fatalf("%s invites %s: %v", c.UserID(), focus.UserID, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
