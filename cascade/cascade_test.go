@@ -260,19 +260,9 @@ func TestHeartbeatDeath(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conf := whip.ConferenceID("r")
-	pub, err := testclient.Publish(ctx, a.url, "r", testclient.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, v := publishAndView(ctx, t, a, b)
 	defer pub.Vanish()
-	v, err := testclient.ViewWhenPublished(ctx, b.url, "r", testclient.ViewOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer v.Close()
-	if err := v.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {
-		t.Fatal(err)
-	}
 
 	killed := time.Now()
 	a.kill()

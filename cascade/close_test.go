@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"github.com/focus-sfu/focus/focus"
-	"github.com/focus-sfu/focus/internal/testclient"
 	"github.com/focus-sfu/focus/mesh"
 	"github.com/focus-sfu/focus/whip"
 )
@@ -26,17 +23,7 @@ func TestClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	conf := whip.ConferenceID("r")
-	pub, err := testclient.Publish(ctx, a.url, "r", testclient.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := testclient.ViewWhenPublished(ctx, b.url, "r", testclient.ViewOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {
-		t.Fatal(err)
-	}
+	pub, v := publishAndView(ctx, t, a, b)
 	hidden := func() int {
 		n := 0
 		for _, p := range a.sfu.Conference(conf).Participants() {

@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/internal/testclient"
 	"github.com/focus-sfu/focus/mesh"
 	"github.com/focus-sfu/focus/rtc"
 	"github.com/focus-sfu/focus/whip"
@@ -344,4 +346,26 @@ func (n *node) reconcile() {
 		close(done)
 	})
 	<-done
+}
+
+// publishAndView publishes into room "r" on from and watches it on to
+// until video arrives there over the trunk. The caller ends both
+// clients (a vanished focus's publisher is best left to Vanish).
+func publishAndView(ctx context.Context, t *testing.T, from, to *node) (*testclient.Publisher, *testclient.Viewer) {
+	t.Helper()
+	pub, err := testclient.Publish(ctx, from.url, "r", testclient.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := testclient.ViewWhenPublished(ctx, to.url, "r", testclient.ViewOptions{})
+	if err != nil {
+		_ = pub.Close()
+		t.Fatal(err)
+	}
+	if err := v.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {
+		_ = v.Close()
+		_ = pub.Close()
+		t.Fatal(err)
+	}
+	return pub, v
 }

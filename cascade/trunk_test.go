@@ -5,10 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pion/webrtc/v4"
-
-	"github.com/focus-sfu/focus/internal/testclient"
 )
 
 // rawSend writes s on the trunk's data channel as it is.
@@ -45,19 +41,9 @@ func TestTrunkMalformedMessages(t *testing.T) {
 	b := startNode(t, m, "b")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pub, err := testclient.Publish(ctx, a.url, "r", testclient.PublishOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub, v := publishAndView(ctx, t, a, b)
 	defer pub.Close()
-	v, err := testclient.ViewWhenPublished(ctx, b.url, "r", testclient.ViewOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer v.Close()
-	if err := v.WaitPackets(ctx, webrtc.RTPCodecTypeVideo, 20); err != nil {
-		t.Fatal(err)
-	}
 	pull := b.cascade.pullTrunk("a")
 	if pull == nil {
 		t.Fatal("b has no trunk to a")
