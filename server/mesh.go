@@ -189,17 +189,22 @@ func processCPU() time.Duration {
 }
 
 // place chooses the focus that takes a participant of LiveKit room
-// name, for the token service: one that already holds the room (this one
-// first), or else the least loaded alive focus that serves LiveKit. It
-// returns that focus's LiveKit URL, or "" for this focus.
+// name, for the token service (see placeRoom).
 func (m *meshFrontend) place(name string) string {
-	conf := string(livekit.ConferenceID(name))
+	return placeRoom(m.node.Nodes(), m.node.Holdings, string(livekit.ConferenceID(name)))
+}
+
+// placeRoom chooses, among nodes, the focus that takes a participant of
+// conference conf: one that already holds it (this one first), or else
+// the least loaded alive focus that serves LiveKit (this one on a tie).
+// It returns that focus's LiveKit URL, or "" for this focus.
+func placeRoom(nodes []mesh.NodeInfo, holdings func(node string) []mesh.Conference, conf string) string {
 	var holder, idlest *mesh.NodeInfo
-	for _, n := range m.node.Nodes() {
+	for _, n := range nodes {
 		if n.State != mesh.StateAlive || (!n.Self && n.Identity.LiveKitURL == "") {
 			continue
 		}
-		for _, c := range m.node.Holdings(n.Name) {
+		for _, c := range holdings(n.Name) {
 			if slices.Contains(c.Names, conf) && (holder == nil || n.Self) {
 				holder = &n
 			}
