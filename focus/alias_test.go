@@ -8,6 +8,7 @@ import (
 
 func TestAliasJoinsNamespaces(t *testing.T) {
 	s := New(Options{})
+	defer s.Close()
 	if err := s.Alias("whip:lobby", "lk:lobby"); err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +66,7 @@ func TestAliasJoinsNamespaces(t *testing.T) {
 
 func TestAliasRefusals(t *testing.T) {
 	s := New(Options{})
+	defer s.Close()
 	live, _ := s.Join("whip:busy", ParticipantInfo{})
 	defer live.Leave()
 	if err := s.Alias("a", "b"); err != nil {
@@ -100,6 +102,7 @@ func TestAliasRefusals(t *testing.T) {
 
 func TestUnalias(t *testing.T) {
 	s := New(Options{})
+	defer s.Close()
 	_ = s.Alias("whip:x", "lk:x")
 	_ = s.Alias("m:x", "lk:x")
 	p, _ := s.Join("whip:x", ParticipantInfo{})

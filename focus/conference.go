@@ -1,6 +1,7 @@
 package focus
 
 import (
+	"slices"
 	"sort"
 	"sync"
 )
@@ -27,13 +28,19 @@ func (c *Conference) ID() ConferenceID { return c.id }
 
 // Participants returns the participants, ordered by ID.
 func (c *Conference) Participants() []*Participant {
+	out := c.appendParticipants(nil)
+	sort.Slice(out, func(i, j int) bool { return out[i].info.ID < out[j].info.ID })
+	return out
+}
+
+// appendParticipants appends the participants to out, in no order.
+func (c *Conference) appendParticipants(out []*Participant) []*Participant {
 	c.mu.Lock()
-	out := make([]*Participant, 0, len(c.participants))
+	defer c.mu.Unlock()
+	out = slices.Grow(out, len(c.participants))
 	for _, p := range c.participants {
 		out = append(out, p)
 	}
-	c.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].info.ID < out[j].info.ID })
 	return out
 }
 

@@ -60,13 +60,21 @@ func (s *SFU) control(now time.Time) {
 	}
 }
 
-// probe sends the padding of every subscriber's running probe.
+// probe sends the padding of every subscriber's running probe. It runs
+// every probeSlot, so it walks the conferences through buffers the loop
+// keeps rather than allocating two lists a tick.
 func (s *SFU) probe(now time.Time) {
-	for _, c := range s.Conferences() {
-		for _, p := range c.Participants() {
+	b := &s.probeBufs
+	b.confs = s.appendConferences(b.confs[:0])
+	for _, c := range b.confs {
+		b.parts = c.appendParticipants(b.parts[:0])
+		for _, p := range b.parts {
 			p.probe(now)
 		}
 	}
+	// Keep the capacity, not the conferences and participants.
+	clear(b.confs)
+	clear(b.parts)
 }
 
 // layerRate measures a layer's bit rate, smoothed, in total and up to

@@ -3,6 +3,7 @@ package focus
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -341,6 +342,7 @@ func TestKeepUnwatched(t *testing.T) {
 // relays (with an Origin) neither count nor are refused.
 func TestLimitsCountLocalParticipants(t *testing.T) {
 	s := New(Options{MaxParticipantsPerConference: 1, MaxParticipants: 1})
+	defer s.Close()
 	if _, err := s.Join("a", ParticipantInfo{Origin: "b"}); err != nil {
 		t.Fatal(err)
 	}
@@ -360,6 +362,7 @@ func TestLimitsCountLocalParticipants(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	s := New(Options{MaxParticipantsPerConference: 2, MaxParticipants: 3})
+	defer s.Close()
 	a, _ := s.Join("a", ParticipantInfo{})
 	if _, err := s.Join("a", ParticipantInfo{}); err != nil {
 		t.Fatal(err)
@@ -549,5 +552,23 @@ func TestUndeliveredKeyframeDoesNotStartSubscriber(t *testing.T) {
 	got := w.packets()
 	if len(got) != 2 || !isVP8Keyframe(got[0].Payload) || got[1].SequenceNumber != got[0].SequenceNumber+1 {
 		t.Fatalf("subscriber did not start cleanly at the next keyframe: %d packets", len(got))
+	}
+}
+
+// The probe loop runs every probeSlot over every participant; it walks
+// them without allocating.
+func TestProbeLoopAllocatesNothing(t *testing.T) {
+	s := New(Options{Now: newFakeClock().Now})
+	for c := range 3 {
+		for range 10 {
+			if _, err := s.Join(ConferenceID(fmt.Sprint("c", c)), ParticipantInfo{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	now := s.now()
+	s.probe(now) // grows the loop's buffers
+	if allocs := testing.AllocsPerRun(100, func() { s.probe(now) }); allocs != 0 {
+		t.Fatalf("a probe round over 30 participants allocates %.1f times", allocs)
 	}
 }

@@ -3,6 +3,7 @@ package focus
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,11 @@ type SFU struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	loop     sync.WaitGroup
+	// probeBufs are owned by the control loop (probe).
+	probeBufs struct {
+		confs []*Conference
+		parts []*Participant
+	}
 }
 
 type handler struct{ fn func(Event) }
@@ -211,9 +217,14 @@ func (s *SFU) Conference(id ConferenceID) *Conference {
 
 // Conferences returns every conference.
 func (s *SFU) Conferences() []*Conference {
+	return s.appendConferences(nil)
+}
+
+// appendConferences appends every conference to out, in no order.
+func (s *SFU) appendConferences(out []*Conference) []*Conference {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*Conference, 0, len(s.conferences))
+	out = slices.Grow(out, len(s.conferences))
 	for _, c := range s.conferences {
 		out = append(out, c)
 	}
