@@ -60,7 +60,7 @@ func TestLiveKitMatrixToken(t *testing.T) {
 
 	var peers []*lkPeer
 	for _, u := range []*dendrite.User{alice, bob} {
-		got, status, body := lkPostSFUGet(ctx, t, env, lkSFUGet{Room: room, OpenIDToken: u.OpenIDToken(t), DeviceID: u.DeviceID})
+		got, status, body := lkPostSFUGet(ctx, t, env.focus.URL, lkSFUGet{Room: room, OpenIDToken: u.OpenIDToken(t), DeviceID: u.DeviceID})
 		if status != http.StatusOK {
 			t.Fatalf("%s: POST /sfu/get: %d %s", u.ID, status, body)
 		}
@@ -98,7 +98,7 @@ func TestLiveKitMatrixToken(t *testing.T) {
 	// A forged OpenID token, on the real server name: the homeserver
 	// does not know it, so the focus refuses with 401 and an errcode.
 	forged := &mautrix.RespOpenIDToken{AccessToken: "forged-" + strings.Repeat("x", 20), TokenType: "Bearer", MatrixServerName: dendrite.ServerName, ExpiresIn: 3600}
-	_, status, body := lkPostSFUGet(ctx, t, env, lkSFUGet{Room: room, OpenIDToken: forged, DeviceID: "FORGER"})
+	_, status, body := lkPostSFUGet(ctx, t, env.focus.URL, lkSFUGet{Room: room, OpenIDToken: forged, DeviceID: "FORGER"})
 	var me lkMatrixError
 	if err := json.Unmarshal(body, &me); err != nil {
 		t.Errorf("forged token: the error body is not JSON: %q", body)
@@ -120,15 +120,15 @@ func TestLiveKitMatrixToken(t *testing.T) {
 	}
 }
 
-// lkPostSFUGet posts to the focus's /sfu/get and returns the decoded
-// answer, its status and its body.
-func lkPostSFUGet(ctx context.Context, t *testing.T, env *lkEnv, req lkSFUGet) (lkSFUGot, int, []byte) {
+// lkPostSFUGet posts to /sfu/get of the focus at base (http://host:port)
+// and returns the decoded answer, its status and its body.
+func lkPostSFUGet(ctx context.Context, t *testing.T, base string, req lkSFUGet) (lkSFUGot, int, []byte) {
 	t.Helper()
 	b, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := http.NewRequestWithContext(ctx, http.MethodPost, env.focus.URL+"/sfu/get", bytes.NewReader(b))
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/sfu/get", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
