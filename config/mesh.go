@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -43,6 +44,24 @@ type Mesh struct {
 	// TrunkIdleTimeout is how long a trunk that carries no track stays
 	// open for the next one before it is closed.
 	TrunkIdleTimeout time.Duration `yaml:"trunk_idle_timeout"`
+	// TrunkTLS, when its listen address is set, serves trunk requests
+	// over mutual TLS on a listener of their own.
+	TrunkTLS TrunkTLS `yaml:"trunk_tls"`
+}
+
+// TrunkTLS configures mutual TLS between foci for trunk requests, on top
+// of their signatures.
+type TrunkTLS struct {
+	// Listen is the TLS listener (host:port) that serves the trunk
+	// endpoint instead of the main listener. Empty turns mutual TLS off.
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are this focus's certificate and key (PEM),
+	// presented both as a server and as a client.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// CAFile holds the certificates (PEM) that sign every focus's
+	// certificate: the only ones trusted either way.
+	CAFile string `yaml:"ca_file"`
 }
 
 func defaultMesh() Mesh {
@@ -66,11 +85,15 @@ func (m Mesh) NodeNameOrDefault() string {
 	return h
 }
 
-// TrunkURLOrDefault is TrunkURL, or http:// + listenAddr when it is empty.
-// listenAddr is the address the main listener is bound to.
-func (m Mesh) TrunkURLOrDefault(listenAddr string) string {
-	if m.TrunkURL != "" {
+// TrunkURLOrDefault is TrunkURL, or else http:// + listenAddr, or
+// https:// + the trunk TLS listener's address with mutual TLS. The
+// addresses are those the listeners are bound to.
+func (m Mesh) TrunkURLOrDefault(listenAddr, tlsAddr string) string {
+	switch {
+	case m.TrunkURL != "":
 		return m.TrunkURL
+	case m.TrunkTLS.Listen != "":
+		return "https://" + tlsAddr
 	}
 	return "http://" + listenAddr
 }
@@ -126,8 +149,36 @@ func (m Mesh) validate() error {
 	if m.RejoinInterval < time.Second {
 		return errorf("mesh.rejoin_interval", fmt.Sprintf("%s is under 1s", m.RejoinInterval))
 	}
+	if err := m.TrunkTLS.validate(); err != nil {
+		return err
+	}
+	if m.TrunkTLS.Listen != "" && m.TrunkURL != "" && !strings.HasPrefix(m.TrunkURL, "https://") {
+		return errorf("mesh.trunk_url", fmt.Sprintf("%q must be https:// with mesh.trunk_tls", m.TrunkURL))
+	}
 	if m.TrunkIdleTimeout < time.Second {
 		return errorf("mesh.trunk_idle_timeout", fmt.Sprintf("%s is under 1s", m.TrunkIdleTimeout))
+	}
+	return nil
+}
+
+func (t TrunkTLS) validate() error {
+	if t.Listen == "" {
+		if t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" {
+			return errorf("mesh.trunk_tls.listen", "must be set with the certificate files (host:port)")
+		}
+		return nil
+	}
+	if err := checkHostPort("mesh.trunk_tls.listen", t.Listen); err != nil {
+		return err
+	}
+	for _, f := range []struct{ key, path string }{
+		{"mesh.trunk_tls.cert_file", t.CertFile},
+		{"mesh.trunk_tls.key_file", t.KeyFile},
+		{"mesh.trunk_tls.ca_file", t.CAFile},
+	} {
+		if f.path == "" {
+			return errorf(f.key, "must be set with mesh.trunk_tls.listen")
+		}
 	}
 	return nil
 }

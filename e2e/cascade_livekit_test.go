@@ -23,8 +23,8 @@ func TestCascadeLiveKitRoomAcrossNodes(t *testing.T) {
   api_secret: %q
   full_access_homeservers: ["*"]
 `, lkAPIKey, lkAPISecret)
-	a := startCascadeNodeWith(t, "a", extra)
-	b := startCascadeNodeWith(t, "b", extra, a.gossip)
+	a := startCascadeNodeWith(t, "a", nodeConfig{Top: extra})
+	b := startCascadeNodeWith(t, "b", nodeConfig{Top: extra}, a.gossip)
 	waitMesh(ctx, t, []*cascadeNode{a, b}, "a", "b")
 
 	const room = "cascade-room"

@@ -68,7 +68,7 @@ func TestCascadeMatrixFociActive(t *testing.T) {
 		if len(nodes) > 0 {
 			seeds = append(seeds, nodes[0].gossip)
 		}
-		nodes = append(nodes, startCascadeNodeWith(t, fs.name, extra, seeds...))
+		nodes = append(nodes, startCascadeNodeWith(t, fs.name, nodeConfig{Top: extra}, seeds...))
 		bots = append(bots, matrixclient.Focus{UserID: id.NewUserID(fs.localpart, dendrite.ServerName), DeviceID: id.DeviceID(fs.device)})
 	}
 	waitMesh(ctx, t, nodes, "a", "b")

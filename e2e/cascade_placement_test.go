@@ -30,8 +30,8 @@ func TestCascadePlacesElementCall(t *testing.T) {
   full_access_homeservers: [%q]
   homeservers: {%q: %q}
 `, lkAPIKey, lkAPISecret, dendrite.ServerName, dendrite.ServerName, hs.URL)
-	a := startCascadeNodeWith(t, "a", extra)
-	b := startCascadeNodeWith(t, "b", extra, a.gossip)
+	a := startCascadeNodeWith(t, "a", nodeConfig{Top: extra})
+	b := startCascadeNodeWith(t, "b", nodeConfig{Top: extra}, a.gossip)
 	waitMesh(ctx, t, []*cascadeNode{a, b}, "a", "b")
 	wsURL := func(n *cascadeNode) string { return "ws" + strings.TrimPrefix(n.URL, "http") }
 

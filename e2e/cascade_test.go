@@ -41,12 +41,15 @@ type cascadeNode struct {
 // seeded with seeds (gossip ports of nodes already running).
 func startCascadeNode(t *testing.T, name string, seeds ...int) *cascadeNode {
 	t.Helper()
-	return startCascadeNodeWith(t, name, "", seeds...)
+	return startCascadeNodeWith(t, name, nodeConfig{}, seeds...)
 }
 
-// startCascadeNodeWith is startCascadeNode with more top-level sections
-// of configuration (YAML).
-func startCascadeNodeWith(t *testing.T, name, extra string, seeds ...int) *cascadeNode {
+// nodeConfig is configuration (YAML) added to a test node's: top-level
+// sections, and keys of the mesh section (indented by two spaces).
+type nodeConfig struct{ Top, Mesh string }
+
+// startCascadeNodeWith is startCascadeNode with more configuration.
+func startCascadeNodeWith(t *testing.T, name string, extra nodeConfig, seeds ...int) *cascadeNode {
 	t.Helper()
 	port := focustest.FreePort(t)
 	var seedList []string
@@ -70,7 +73,7 @@ mesh:
   trunk_secret: %q
   rejoin_interval: 2s
   trunk_idle_timeout: 2s
-%s`, name, port, strings.Join(seedList, ", "), cascadeGossipKey, cascadeTrunkSecret, extra)
+%s%s`, name, port, strings.Join(seedList, ", "), cascadeGossipKey, cascadeTrunkSecret, extra.Mesh, extra.Top)
 	return &cascadeNode{Process: focustest.StartProcess(t, name, cfg), gossip: port}
 }
 

@@ -35,6 +35,7 @@ type meshFrontend struct {
 	node    *mesh.Node
 	cascade *cascade.Cascade
 	pull    *rtc.Engine // the trunks this focus dials
+	tls     *trunkTLS   // nil without mesh.trunk_tls
 	sfu     *focus.SFU
 	log     zerolog.Logger
 	cancel  context.CancelFunc
@@ -43,12 +44,25 @@ type meshFrontend struct {
 
 // newMesh binds the gossip port and builds the cascade. Nothing is joined
 // until start.
-func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *rtc.Engine, sfu *focus.SFU) (*meshFrontend, error) {
+func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *rtc.Engine, sfu *focus.SFU) (_ *meshFrontend, err error) {
 	mc := cfg.Mesh
 	listenAddr := mainAddr.String()
 	bindHost, bindPort, err := splitHostPort(mc.Bind)
 	if err != nil {
 		return nil, &config.Error{Key: "mesh.bind", Problem: err.Error()}
+	}
+	var tt *trunkTLS
+	tlsAddr := ""
+	if mc.TrunkTLS.Listen != "" {
+		if tt, err = newTrunkTLS(mc.TrunkTLS); err != nil {
+			return nil, err
+		}
+		tlsAddr = tt.ln.Addr().String()
+		defer func() {
+			if err != nil {
+				_ = tt.ln.Close()
+			}
+		}()
 	}
 	var advHost string
 	var advPort int
@@ -66,7 +80,7 @@ func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *r
 		Seeds:          mc.Seeds,
 		GossipKey:      mc.GossipKeyBytes(),
 		RejoinInterval: mc.RejoinInterval,
-		Identity:       meshIdentity(cfg, listenAddr),
+		Identity:       meshIdentity(cfg, listenAddr, tlsAddr),
 		Log:            log.With().Str("component", "mesh").Logger(),
 	})
 	if err != nil {
@@ -99,7 +113,7 @@ func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *r
 		_ = node.Close()
 		return nil, fmt.Errorf("server: cascade: %w", err)
 	}
-	return &meshFrontend{node: node, cascade: c, pull: pull, sfu: sfu, log: log}, nil
+	return &meshFrontend{node: node, cascade: c, pull: pull, tls: tt, sfu: sfu, log: log}, nil
 }
 
 // mirrored reports whether a remote conference is shown here before any
@@ -112,8 +126,8 @@ func mirrored(names []string) bool {
 
 // meshIdentity is what this focus tells the mesh about itself: where its
 // trunk endpoint is, and the Matrix device that m.foci.active names.
-func meshIdentity(cfg config.Config, listenAddr string) mesh.Identity {
-	id := mesh.Identity{TrunkURL: cfg.Mesh.TrunkURLOrDefault(listenAddr)}
+func meshIdentity(cfg config.Config, listenAddr, tlsAddr string) mesh.Identity {
+	id := mesh.Identity{TrunkURL: cfg.Mesh.TrunkURLOrDefault(listenAddr, tlsAddr)}
 	if cfg.LiveKit.Enabled {
 		id.LiveKitURL = cfg.LiveKit.URLOrDefault(listenAddr)
 	}

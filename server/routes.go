@@ -34,10 +34,18 @@ func (s *Server) mainRoutes() http.Handler {
 	if s.livekit != nil {
 		s.mountLiveKit(mux)
 	}
-	if s.mesh != nil {
+	if s.mesh != nil && s.mesh.tls == nil {
 		// Trunk requests are signed by the other foci (cascade/).
 		s.handle(mux, "/cascade/v1/", routeCascade, s.mesh.cascade.Handler())
 	}
+	return mux
+}
+
+// trunkRoutes serves the mutual-TLS trunk listener: the trunk endpoint
+// alone.
+func (s *Server) trunkRoutes() http.Handler {
+	mux := http.NewServeMux()
+	s.handle(mux, "/cascade/v1/", routeCascade, s.mesh.cascade.Handler())
 	return mux
 }
 

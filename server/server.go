@@ -41,6 +41,7 @@ type Server struct {
 	metrics *metrics.Metrics // nil unless admin.metrics
 	main    listener
 	admin   *listener // nil when the admin routes are on main
+	trunk   *listener // the mutual-TLS trunk listener; nil without mesh.trunk_tls
 	running atomic.Bool
 }
 
@@ -140,6 +141,9 @@ func New(ctx context.Context, cfg config.Config, log zerolog.Logger) (_ *Server,
 	if s.admin != nil {
 		s.admin.srv = newHTTPServer(s.adminRoutes(), httpLog.With().Bool("admin", true).Logger())
 	}
+	if s.mesh != nil && s.mesh.tls != nil {
+		s.trunk = &listener{ln: s.mesh.tls.ln, srv: newHTTPServer(s.trunkRoutes(), httpLog.With().Bool("trunk", true).Logger())}
+	}
 	return s, nil
 }
 
@@ -186,8 +190,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	listeners := []*listener{&s.main}
-	if s.admin != nil {
-		listeners = append(listeners, s.admin)
+	for _, l := range []*listener{s.admin, s.trunk} {
+		if l != nil {
+			listeners = append(listeners, l)
+		}
 	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
@@ -254,7 +260,7 @@ func (s *Server) closeAll(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("server: close whip: %w", err))
 		}
 	}
-	for _, l := range []*listener{&s.main, s.admin} {
+	for _, l := range []*listener{&s.main, s.admin, s.trunk} {
 		if l == nil || l.ln == nil {
 			continue
 		}

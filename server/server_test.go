@@ -262,6 +262,18 @@ func TestNewErrors(t *testing.T) {
 			t.Fatalf("New = %v, want a config.Error on webrtc.udp_port", err)
 		}
 	})
+	t.Run("trunk tls files unreadable", func(t *testing.T) {
+		cfg := focustest.Config()
+		cfg.Mesh.Enabled = true
+		cfg.Mesh.Bind = "127.0.0.1:0"
+		cfg.Mesh.TrunkSecret = strings.Repeat("s", config.MinTrunkSecretLen)
+		cfg.Mesh.TrunkTLS = config.TrunkTLS{Listen: "127.0.0.1:0", CertFile: "/nonexistent/cert.pem", KeyFile: "/nonexistent/key.pem", CAFile: "/nonexistent/ca.pem"}
+		_, err := server.New(context.Background(), cfg, zerolog.Nop())
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Key != "mesh.trunk_tls.cert_file" {
+			t.Fatalf("New = %v, want a config.Error on mesh.trunk_tls.cert_file", err)
+		}
+	})
 	t.Run("port in use", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
