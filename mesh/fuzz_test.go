@@ -35,6 +35,10 @@ func fuzzSeeds(f *testing.F) {
 	f.Add([]byte("s{\"n\":\"b\",\"v\":-1}"))
 	f.Add([]byte("p{\"s\":[{\"n\":\"\",\"v\":1}]}"))
 	f.Add([]byte("s{\"n\":\"b\",\"v\":1,\"c\":[{\"n\":[]}]}"))
+	// Layer sizes: good, a value short, too many, too large, negative.
+	for _, z := range []string{`[320,180,640,360]`, `[320,180,640]`, `[1,2,3,4,5,6]`, `[70000,1,1,1]`, `[-1,1,1,1]`} {
+		f.Add([]byte(`s{"n":"b","v":1,"c":[{"n":["r"],"p":[{"i":"p","t":[{"i":"v","k":"video","l":["q","f"],"z":` + z + `}]}]}]}`))
+	}
 }
 
 // FuzzDecodeGossip feeds the decoders arbitrary bytes: they must not

@@ -115,7 +115,8 @@ func conf(name string, participants ...string) Conference {
 			ID: p, Identity: "@" + p + ":test", Role: "member",
 			Tracks: []Track{
 				{ID: p + "-a", StreamID: p, Kind: "audio", Source: "microphone", MimeType: "audio/opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1"},
-				{ID: p + "-v", StreamID: p, Kind: "video", Source: "camera", MimeType: "video/VP8", ClockRate: 90000, Layers: []string{"q", "h", "f"}},
+				{ID: p + "-v", StreamID: p, Kind: "video", Source: "camera", MimeType: "video/VP8", ClockRate: 90000, Layers: []string{"q", "h", "f"},
+					Sizes: []LayerSize{{320, 180}, {640, 360}, {1280, 720}}},
 			},
 		})
 	}

@@ -200,8 +200,9 @@ func TestHoldingsAreCopies(t *testing.T) {
 	n.SetHoldings(in)
 	in[0].Names[0] = "changed"
 	in[0].Participants[0].Tracks[1].Layers[0] = "x"
+	in[0].Participants[0].Tracks[1].Sizes[0].Width = 1
 	out := n.Holdings("a")
-	if out[0].Names[0] != "r" || out[0].Participants[0].Tracks[1].Layers[0] != "q" {
+	if out[0].Names[0] != "r" || out[0].Participants[0].Tracks[1].Layers[0] != "q" || out[0].Participants[0].Tracks[1].Sizes[0].Width != 320 {
 		t.Fatalf("SetHoldings kept the caller's slices: %+v", out)
 	}
 	out[0].Participants[0].ID = "changed"
@@ -429,5 +430,54 @@ func TestOnChangeCoalesces(t *testing.T) {
 	time.Sleep(5 * coalesceDelay)
 	if calls.Load() != before {
 		t.Fatal("called after cancel")
+	}
+}
+
+// TestLayerSizes: layer sizes travel with their track, compactly, and a
+// state with sizes that do not match its layers, or out of bounds, is
+// refused whole.
+func TestLayerSizes(t *testing.T) {
+	c := conf("r", "p")
+	ws := state("b", 3, c)
+	b, err := encode(kindState, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"z":[320,180,640,360,1280,720]`) {
+		t.Errorf("sizes encoded as %s", b)
+	}
+	got, _, err := decodeMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back := fromWireConfs(got.Confs); !reflect.DeepEqual(back, []Conference{c}) {
+		t.Errorf("round trip: %+v, want %+v", back, []Conference{c})
+	}
+
+	// A single-layer video track has one size; audio and unknown sizes
+	// have none.
+	one := Track{ID: "v", Kind: "video", Sizes: []LayerSize{{640, 480}}}
+	none := Track{ID: "a", Kind: "audio"}
+	c2 := Conference{Names: []string{"r"}, Participants: []Participant{{ID: "p", Tracks: []Track{one, none}}}}
+	b, _ = encode(kindState, state("b", 4, c2))
+	if got, _, err := decodeMessage(b); err != nil || !reflect.DeepEqual(fromWireConfs(got.Confs), []Conference{c2}) {
+		t.Errorf("single layer: %v, %+v", err, got)
+	}
+
+	for name, sizes := range map[string][]uint32{
+		"a value short":           {320, 180, 640, 360, 1280},
+		"more sizes than layers":  {1, 1, 2, 2, 3, 3, 4, 4},
+		"fewer sizes than layers": {320, 180},
+		"too wide":                {320, 180, 640, 360, maxDimension + 1, 720},
+	} {
+		bad := state("b", 5, conf("r", "p"))
+		bad.Confs[0].Participants[0].Tracks[1].Sizes = sizes
+		b, _ := encode(kindState, bad)
+		if _, _, err := decodeMessage(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, _, err := decodeMessage([]byte(`s{"n":"b","v":1,"c":[{"n":["r"],"p":[{"i":"p","t":[{"i":"v","z":[-1,1]}]}]}]}`)); err == nil {
+		t.Error("a negative size: accepted")
 	}
 }

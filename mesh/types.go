@@ -92,6 +92,15 @@ type Track struct {
 	Muted     bool
 	// Layers are the simulcast RIDs at the origin, lowest first.
 	Layers []string
+	// Sizes are the frame sizes of the layers at the origin, in the
+	// order of Layers (one for a video track without simulcast), zero
+	// where unknown. Nil when none is known, and for audio.
+	Sizes []LayerSize
+}
+
+// LayerSize is the frame size of one layer of a video track, in pixels.
+type LayerSize struct {
+	Width, Height uint32
 }
 
 // NodeState is how a node looks from here.

@@ -28,8 +28,9 @@ const (
 	maxConfMembers    = 10000
 	maxTracksEach     = 64
 	maxLayersEach     = 8
-	broadcastMaxBytes = 1024 // larger states go over TCP to every member
-	metaMaxBytes      = 512  // memberlist.MetaMaxSize
+	maxDimension      = 65535 // a layer's width or height, in pixels
+	broadcastMaxBytes = 1024  // larger states go over TCP to every member
+	metaMaxBytes      = 512   // memberlist.MetaMaxSize
 )
 
 type wireState struct {
@@ -77,6 +78,9 @@ type wireTrack struct {
 	Fmtp      string   `json:"f,omitempty"`
 	Muted     bool     `json:"u,omitempty"`
 	Layers    []string `json:"l,omitempty"`
+	// Sizes are the layers' sizes, flat: width and height of the first
+	// layer, then of the next (see Track.Sizes).
+	Sizes []uint32 `json:"z,omitempty"`
 }
 
 type wireWant struct {
@@ -257,6 +261,28 @@ func (c *wireConf) validate() error {
 			if err := validStrings(t.Layers...); err != nil {
 				return err
 			}
+			if err := t.validSizes(); err != nil {
+				return fmt.Errorf("track %q: %w", t.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// validSizes checks a track's sizes: none, or a width and a height for
+// each layer (one layer when the track has no RIDs), each at most
+// maxDimension.
+func (t *wireTrack) validSizes() error {
+	if len(t.Sizes) == 0 {
+		return nil
+	}
+	layers := max(len(t.Layers), 1)
+	if len(t.Sizes) != 2*layers {
+		return fmt.Errorf("%d size values for %d layers (want a width and a height each)", len(t.Sizes), layers)
+	}
+	for _, v := range t.Sizes {
+		if v > maxDimension {
+			return fmt.Errorf("layer size %d exceeds %d", v, maxDimension)
 		}
 	}
 	return nil
@@ -304,6 +330,7 @@ func toWireConfs(cs []Conference) []wireConf {
 					ID: t.ID, StreamID: t.StreamID, Kind: t.Kind, Source: t.Source,
 					MimeType: t.MimeType, ClockRate: t.ClockRate, Channels: t.Channels,
 					Fmtp: t.Fmtp, Muted: t.Muted, Layers: copyStrings(t.Layers),
+					Sizes: toWireSizes(t.Sizes),
 				}
 			}
 			out[i].Participants[j] = wp
@@ -332,6 +359,7 @@ func fromWireConfs(ws []wireConf) []Conference {
 					ID: t.ID, StreamID: t.StreamID, Kind: t.Kind, Source: t.Source,
 					MimeType: t.MimeType, ClockRate: t.ClockRate, Channels: t.Channels,
 					Fmtp: t.Fmtp, Muted: t.Muted, Layers: copyStrings(t.Layers),
+					Sizes: fromWireSizes(t.Sizes),
 				}
 			}
 			out[i].Participants[j] = p
@@ -350,6 +378,31 @@ func copyStrings(ss []string) []string {
 		return nil
 	}
 	return append([]string(nil), ss...)
+}
+
+// toWireSizes flattens sizes into width, height pairs.
+func toWireSizes(sizes []LayerSize) []uint32 {
+	if len(sizes) == 0 {
+		return nil
+	}
+	out := make([]uint32, 0, 2*len(sizes))
+	for _, s := range sizes {
+		out = append(out, s.Width, s.Height)
+	}
+	return out
+}
+
+// fromWireSizes reads width, height pairs; a value without its pair (which
+// validation refuses) is dropped.
+func fromWireSizes(flat []uint32) []LayerSize {
+	if len(flat) < 2 {
+		return nil
+	}
+	out := make([]LayerSize, len(flat)/2)
+	for i := range out {
+		out[i] = LayerSize{Width: flat[2*i], Height: flat[2*i+1]}
+	}
+	return out
 }
 
 func toWireIdentity(id Identity) wireIdentity {
