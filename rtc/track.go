@@ -56,6 +56,18 @@ func ReceiveRewritten(up *focus.UpTrack, track *webrtc.TrackRemote, receiver *we
 		log.Warn().Str("rid", track.RID()).Msg("track has an unknown simulcast layer; ignored")
 		return
 	}
+	ReceiveLayer(up, layer, track, receiver, rewrite, log)
+}
+
+// ReceiveLayer is ReceiveRewritten into layer of up, whatever the
+// track's RID: a cascade trunk carries each layer of a simulcast track
+// as a track of its own, without RIDs. rewrite may be nil. A layer out of
+// up's range is logged and the track ignored.
+func ReceiveLayer(up *focus.UpTrack, layer int, track *webrtc.TrackRemote, receiver *webrtc.RTPReceiver, rewrite func(pkt []byte), log zerolog.Logger) {
+	if layer < 0 || layer >= up.Layers() {
+		log.Warn().Int("layer", layer).Int("layers", up.Layers()).Msg("track for a layer the published track does not have; ignored")
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
