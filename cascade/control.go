@@ -109,13 +109,12 @@ func (ctl *control) event(c *Cascade, ev focus.Event) {
 			return
 		}
 		pt.demandKnown = true
-		pt.wanted = false
-		for _, w := range ev.Wanted {
-			pt.wanted = pt.wanted || w
-		}
-		if pt.wanted {
-			pt.unwantedSince = time.Time{}
-			ctl.pull(c, pt, now)
+		pt.wanted = append(pt.wanted[:0], ev.Wanted...)
+		for _, p := range pt.layers {
+			if pt.isWanted(p.layer) {
+				p.unwantedSince = time.Time{}
+				ctl.pull(c, p, now)
+			}
 		}
 	case focus.TrackPublished:
 		if ev.Participant.Info().Origin == "" {
@@ -174,21 +173,23 @@ func (ctl *control) tick(c *Cascade, now time.Time) {
 	}
 	wanted := make(map[string]bool)
 	for _, pt := range ctl.tracks {
-		if pt.isWanted() {
-			wanted[pt.node] = true
-			pt.unwantedSince = time.Time{}
-			if pt.trunk == nil {
-				ctl.pull(c, pt, now)
+		for _, p := range pt.layers {
+			if pt.isWanted(p.layer) {
+				wanted[pt.node] = true
+				p.unwantedSince = time.Time{}
+				if p.trunk == nil {
+					ctl.pull(c, p, now)
+				}
+				continue
 			}
-			continue
-		}
-		if pt.trunk == nil {
-			continue
-		}
-		if pt.unwantedSince.IsZero() {
-			pt.unwantedSince = now
-		} else if now.Sub(pt.unwantedSince) >= c.timing.grace {
-			ctl.unpull(pt, true)
+			if p.trunk == nil {
+				continue
+			}
+			if p.unwantedSince.IsZero() {
+				p.unwantedSince = now
+			} else if now.Sub(p.unwantedSince) >= c.timing.grace {
+				ctl.unpull(p, true)
+			}
 		}
 	}
 	ctl.trunks(c, now, wanted)
@@ -323,8 +324,13 @@ func (ctl *control) trunkOpened(c *Cascade, t *trunk) {
 	ns.backoff, ns.nextDial, ns.lastError = 0, time.Time{}, ""
 	now := time.Now()
 	for _, pt := range ctl.tracks {
-		if pt.node == t.peer && pt.trunk == nil && pt.isWanted() {
-			ctl.pull(c, pt, now)
+		if pt.node != t.peer {
+			continue
+		}
+		for _, p := range pt.layers {
+			if p.trunk == nil && pt.isWanted(p.layer) {
+				ctl.pull(c, p, now)
+			}
 		}
 	}
 }
@@ -335,8 +341,10 @@ func (ctl *control) trunkOpened(c *Cascade, t *trunk) {
 // opened is retried with backoff.
 func (ctl *control) trunkEnded(c *Cascade, t *trunk) {
 	for _, pt := range ctl.tracks {
-		if pt.trunk == t {
-			pt.trunk = nil
+		for _, p := range pt.layers {
+			if p.trunk == t {
+				p.trunk = nil
+			}
 		}
 	}
 	reason, how := t.closeReason()
@@ -358,28 +366,29 @@ func (ctl *control) trunkEnded(c *Cascade, t *trunk) {
 		Msg("trunk died; the focus's proxies are removed until a new trunk is up")
 }
 
-// pullRefused runs when the exporter refused or ended a pull: it is
-// asked again after a while if still wanted (the directory may lag).
-func (ctl *control) pullRefused(c *Cascade, t *trunk, track, code string) {
-	pt := t.pulled(track)
-	if pt == nil || pt.trunk != t {
+// pullRefused runs when the exporter refused or ended the pull carried
+// as trunk track id: it is asked again after a while if still wanted
+// (the directory may lag).
+func (ctl *control) pullRefused(c *Cascade, t *trunk, id, code string) {
+	p := t.pulled(id)
+	if p == nil || p.trunk != t {
 		return
 	}
-	ctl.unpull(pt, false)
-	pt.retryAt = time.Now().Add(c.timing.retry)
+	ctl.unpull(p, false)
+	p.retryAt = time.Now().Add(c.timing.retry)
 }
 
-// pull subscribes pt over the trunk to its origin, dialling one first
-// when needed.
-func (ctl *control) pull(c *Cascade, pt *proxyTrack, now time.Time) {
-	if pt.trunk != nil || now.Before(pt.retryAt) {
+// pull subscribes one layer of a proxy track over the trunk to its
+// origin, dialling one first when needed.
+func (ctl *control) pull(c *Cascade, p *pull, now time.Time) {
+	if p.trunk != nil || now.Before(p.retryAt) {
 		return
 	}
-	ns := ctl.node(pt.node)
+	ns := ctl.node(p.pt.node)
 	if ns.down {
 		return
 	}
-	t := c.pullTrunk(pt.node)
+	t := c.pullTrunk(p.pt.node)
 	if t == nil {
 		ctl.dial(c, ns, now)
 		return
@@ -387,18 +396,21 @@ func (ctl *control) pull(c *Cascade, pt *proxyTrack, now time.Time) {
 	if t.getState() != stateOpen {
 		return // trunkOpened pulls it
 	}
-	pt.trunk = t
 	ns.idleSince = time.Time{}
-	t.subscribe(pt)
-}
-
-// unpull ends pt's pull; tell says whether the exporter must be told.
-func (ctl *control) unpull(pt *proxyTrack, tell bool) {
-	if pt.trunk == nil {
+	if !t.subscribe(p) {
+		p.retryAt = now.Add(c.timing.retry)
 		return
 	}
-	pt.trunk.unsubscribe(pt, tell)
-	pt.trunk = nil
+	p.trunk = t
+}
+
+// unpull ends a pull; tell says whether the exporter must be told.
+func (ctl *control) unpull(p *pull, tell bool) {
+	if p.trunk == nil {
+		return
+	}
+	p.trunk.unsubscribe(p, tell)
+	p.trunk = nil
 }
 
 // want is a proxy the directory asks for.
@@ -544,8 +556,9 @@ func (ctl *control) syncTracks(c *Cascade, px *proxy, tracks []mesh.Track) {
 		}
 		seen[mt.ID] = true
 		pt := px.tracks[mt.ID]
-		if pt != nil && !strings.EqualFold(pt.mime, mt.MimeType) {
-			// Same ID, new codec: a new track as far as subscribers go.
+		if pt != nil && (!strings.EqualFold(pt.mime, mt.MimeType) || !slices.Equal(pt.rids, proxyLayers(mt))) {
+			// Same ID, new codec or layers: a new track as far as
+			// subscribers go.
 			ctl.closeTrack(c, px, pt)
 			pt = nil
 		}
@@ -559,12 +572,23 @@ func (ctl *control) syncTracks(c *Cascade, px *proxy, tracks []mesh.Track) {
 				c.log.Warn().Err(err).Str("peer", px.key.node).Str("track", mt.ID).Msg("publish proxy track")
 				continue
 			}
-			pt = &proxyTrack{node: px.key.node, conf: px.key.conf, id: mt.ID, mime: mt.MimeType, up: up}
+			pt = &proxyTrack{node: px.key.node, conf: px.key.conf, id: mt.ID, mime: mt.MimeType, rids: info.Layers, up: up}
+			for i := range up.Layers() {
+				pt.layers = append(pt.layers, &pull{pt: pt, layer: i})
+			}
 			px.tracks[mt.ID] = pt
 			ctl.tracks[up] = pt
 		}
 		if pt.up.Muted() != mt.Muted {
 			pt.up.SetMuted(mt.Muted)
+		}
+		if !slices.Equal(pt.sizes, mt.Sizes) {
+			pt.sizes = slices.Clone(mt.Sizes)
+			sizes := make([]focus.Size, len(mt.Sizes))
+			for i, s := range mt.Sizes {
+				sizes[i] = focus.Size{Width: s.Width, Height: s.Height}
+			}
+			pt.up.SetLayerSizes(sizes)
 		}
 	}
 	for id, pt := range px.tracks {
@@ -575,8 +599,8 @@ func (ctl *control) syncTracks(c *Cascade, px *proxy, tracks []mesh.Track) {
 }
 
 // proxyTrackInfo describes a remote track for the core: its IDs, kind,
-// source and codec as at the origin, one layer (a trunk carries one per
-// track), and the header extensions the way a trunk numbers them.
+// source, codec and simulcast layers as at the origin, and the header
+// extensions the way a trunk numbers them.
 func (c *Cascade) proxyTrackInfo(mt mesh.Track) (focus.TrackInfo, bool) {
 	var kind focus.Kind
 	switch mt.Kind {
@@ -594,8 +618,18 @@ func (c *Cascade) proxyTrackInfo(mt mesh.Track) (focus.TrackInfo, bool) {
 		Kind:       kind,
 		Source:     parseSource(mt.Source),
 		Codec:      focus.Codec{MimeType: mt.MimeType, ClockRate: mt.ClockRate, Channels: mt.Channels, Fmtp: mt.Fmtp},
+		Layers:     proxyLayers(mt),
 		Extensions: c.trunkExtensions(kind),
 	}, true
+}
+
+// proxyLayers are the layers a proxy of mt has: the origin's RIDs for a
+// video track with more than one, else none (one layer).
+func proxyLayers(mt mesh.Track) []string {
+	if mt.Kind != "video" || len(mt.Layers) < 2 {
+		return nil
+	}
+	return slices.Clone(mt.Layers)
 }
 
 // closeTrack unpublishes one proxy track.
@@ -605,9 +639,11 @@ func (ctl *control) closeTrack(c *Cascade, px *proxy, pt *proxyTrack) {
 	pt.up.Close()
 }
 
-// forgetTrack ends pt's pull and drops it from the loop's maps.
+// forgetTrack ends pt's pulls and drops it from the loop's maps.
 func (ctl *control) forgetTrack(c *Cascade, pt *proxyTrack) {
-	ctl.unpull(pt, true)
+	for _, p := range pt.layers {
+		ctl.unpull(p, true)
+	}
 	delete(ctl.tracks, pt.up)
 	ctl.proxyTracks.Store(int64(len(ctl.tracks)))
 }

@@ -5,10 +5,12 @@
 // connected to it) in the mesh directory. For every local conference that
 // another focus also holds, the cascade joins one proxy participant per
 // remote participant and publishes its tracks, so the local front-ends
-// show them like any other. A proxy track carries no media until someone
-// here wants it: the core's DemandChanged event then makes the cascade
-// pull the track from its origin focus over a trunk, once, however many
-// local subscribers want it.
+// show them like any other. A proxy track has its origin's simulcast
+// layers and carries no media until someone here wants it: the core's
+// DemandChanged event then makes the cascade pull each layer wanted
+// (every layer up to the highest any local subscriber needs) from its
+// origin focus over a trunk, once, however many local subscribers want
+// it.
 //
 // The nouns:
 //
@@ -18,10 +20,11 @@
 //	proxy     a local participant (ParticipantInfo.Origin set to the
 //	          remote node's name) standing for a participant of another
 //	          focus, with one proxy track per remote track.
-//	pull      the subscription of one proxy track over the trunk to its
-//	          origin focus.
+//	pull      the subscription of one layer of a proxy track over the
+//	          trunk to its origin focus.
 //	export    the exporter's side of a pull: a down track of a hidden
-//	          viewer participant, bound to the trunk with rtc.NewLocalTrack.
+//	          viewer participant, capped at the pulled layer, bound to
+//	          the trunk with rtc.NewLocalTrack as a track of its own.
 //	holdings  what this focus tells the mesh it holds.
 //
 // Signalling between foci is one signed HTTP request (sign.go): the

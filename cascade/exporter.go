@@ -11,13 +11,14 @@ import (
 )
 
 // exporter is the sending side of a trunk: it serves each subscription
-// of the puller as a down track of a hidden viewer participant, one per
-// conference, and offers the tracks it adds over the data channel, one
-// offer at a time. It is owned by the trunk's loop.
+// of the puller (one layer of one track) as a down track of a hidden
+// viewer participant, one per conference, capped at that layer, and
+// offers the tracks it adds over the data channel, one offer at a time.
+// It is owned by the trunk's loop.
 type exporter struct {
 	t       *trunk
 	viewers map[focus.ConferenceID]*focus.Participant
-	exports map[string]*export // by track ID
+	exports map[string]*export // by trunk track ID
 	// locals are every local track added, for the teardown to wait
 	// for their RTCP loops.
 	locals []*rtc.LocalTrack
@@ -27,10 +28,12 @@ type exporter struct {
 	offeredAt time.Time
 }
 
-// export is one track sent over the trunk.
+// export is one layer of a track sent over the trunk.
 type export struct {
 	conf   *focus.Conference
 	name   string // the conference name the puller used
+	track  string // the track's ID
+	layer  int
 	up     *focus.UpTrack
 	viewer *focus.Participant
 	down   *focus.DownTrack
@@ -46,25 +49,27 @@ func newExporter(t *trunk) *exporter {
 func viewerIdentity(node string) string { return "focus:" + node }
 
 // refuse logs a refused subscription and tells the puller.
-func (e *exporter) refuse(code, track, format string, args ...any) {
+func (e *exporter) refuse(code, track string, layer int, format string, args ...any) {
 	text := fmt.Sprintf(format, args...)
-	e.t.log.Info().Str("code", code).Str("track", track).Str("reason", text).Msg("subscription refused")
-	e.t.sendError(code, text, track)
+	e.t.log.Info().Str("code", code).Str("track", track).Int("layer", layer).Str("reason", text).Msg("subscription refused")
+	e.t.sendError(code, text, track, layer)
 }
 
-// subscribe starts sending track of conference name to the puller.
-func (e *exporter) subscribe(name, track string) {
+// subscribe starts sending layer of track of conference name to the
+// puller.
+func (e *exporter) subscribe(name, track string, layer int) {
 	sfu := e.t.c.sfu
 	conf := sfu.Conference(focus.ConferenceID(name))
-	if old := e.exports[track]; old != nil {
-		if conf == old.conf {
+	id := trunkTrackID(track, layer)
+	if old := e.exports[id]; old != nil {
+		if conf == old.conf && old.track == track && old.layer == layer {
 			return // subscribed already
 		}
-		e.refuse(codeDuplicateTrack, track, "track %q of conference %q is exported on this trunk already", track, old.name)
+		e.refuse(codeDuplicateTrack, track, layer, "track %q layer %d of conference %q is exported on this trunk as %q already", old.track, old.layer, old.name, id)
 		return
 	}
 	if conf == nil {
-		e.refuse(codeUnknownConference, track, "no conference %q on focus %q", name, e.t.c.self)
+		e.refuse(codeUnknownConference, track, layer, "no conference %q on focus %q", name, e.t.c.self)
 		return
 	}
 	var up *focus.UpTrack
@@ -75,40 +80,48 @@ func (e *exporter) subscribe(name, track string) {
 		}
 	}
 	if up == nil {
-		e.refuse(codeUnknownTrack, track, "conference %q has no track %q", name, track)
+		e.refuse(codeUnknownTrack, track, layer, "conference %q has no track %q", name, track)
 		return
 	}
 	if origin := up.Owner().Info().Origin; origin != "" {
 		// It came over a trunk from origin: relaying it again could
 		// loop, and the puller can pull it from origin itself.
-		e.refuse(codeNotExportable, track, "track %q came from focus %q; pull it from there", track, origin)
+		e.refuse(codeNotExportable, track, layer, "track %q came from focus %q; pull it from there", track, origin)
+		return
+	}
+	if layer >= up.Layers() {
+		e.refuse(codeUnknownLayer, track, layer, "track %q has %d layers; no layer %d", track, up.Layers(), layer)
 		return
 	}
 	viewer, err := e.viewer(conf)
 	if err != nil {
-		e.refuse(codeSubscribeFailed, track, "join conference %q: %v", name, err)
+		e.refuse(codeSubscribeFailed, track, layer, "join conference %q: %v", name, err)
 		return
 	}
 	down, err := viewer.Subscribe(up)
 	if err != nil {
 		e.dropViewerIfIdle(conf.ID(), viewer)
-		e.refuse(codeSubscribeFailed, track, "subscribe: %v", err)
+		e.refuse(codeSubscribeFailed, track, layer, "subscribe: %v", err)
 		return
 	}
-	// The origin's track and stream IDs, so that the puller can tell
-	// the tracks apart and its clients see the IDs the origin's do.
-	log := e.t.log.With().Str("conf", string(conf.ID())).Str("track", track).Logger()
-	local := rtc.NewLocalTrack(down, track, up.Info().StreamID, e.t.peerConn(), log)
+	// The relay has no bandwidth estimate, so the allocator gives it
+	// the highest live layer up to the cap: this layer while it is live,
+	// a lower one while it stalls at the origin.
+	down.SetMaxLayer(layer)
+	// The origin's stream ID, and the track's ID with the layer in it,
+	// so that the puller can tell the layers apart.
+	log := e.t.log.With().Str("conf", string(conf.ID())).Str("track", track).Int("layer", layer).Logger()
+	local := rtc.NewLocalTrack(down, id, up.Info().StreamID, e.t.peerConn(), log)
 	sender, err := e.t.peerConn().AddTrack(local)
 	if err != nil {
 		down.Close()
 		e.dropViewerIfIdle(conf.ID(), viewer)
-		e.refuse(codeSubscribeFailed, track, "add track to the trunk: %v", err)
+		e.refuse(codeSubscribeFailed, track, layer, "add track to the trunk: %v", err)
 		return
 	}
 	e.locals = append(e.locals, local)
-	e.exports[track] = &export{conf: conf, name: name, up: up, viewer: viewer, down: down, sender: sender}
-	e.t.setCarried(track, carried{Conference: name, Track: track, Kind: up.Kind().String()})
+	e.exports[id] = &export{conf: conf, name: name, track: track, layer: layer, up: up, viewer: viewer, down: down, sender: sender}
+	e.t.setCarried(id, carried{Conference: name, Track: track, Layer: layer, Kind: up.Kind().String()})
 	log.Info().Msg("exporting track")
 	e.negotiate()
 }
@@ -145,25 +158,27 @@ func (e *exporter) dropViewerIfIdle(id focus.ConferenceID, v *focus.Participant)
 	}
 }
 
-// unsubscribe stops sending track.
-func (e *exporter) unsubscribe(track string) {
-	ex := e.exports[track]
-	if ex == nil {
+// unsubscribe stops sending layer of track.
+func (e *exporter) unsubscribe(track string, layer int) {
+	id := trunkTrackID(track, layer)
+	ex := e.exports[id]
+	if ex == nil || ex.track != track || ex.layer != layer {
 		return
 	}
-	e.remove(track, ex)
-	e.t.log.Info().Str("track", track).Msg("track no longer exported")
+	e.remove(id, ex)
+	e.t.log.Info().Str("track", track).Int("layer", layer).Msg("track no longer exported")
 	e.negotiate()
 }
 
-// remove ends one export; the caller renegotiates.
-func (e *exporter) remove(track string, ex *export) {
+// remove ends the export sent as trunk track id; the caller
+// renegotiates.
+func (e *exporter) remove(id string, ex *export) {
 	if err := e.t.peerConn().RemoveTrack(ex.sender); err != nil {
-		e.t.log.Debug().Err(err).Str("track", track).Msg("remove track from the trunk")
+		e.t.log.Debug().Err(err).Str("track", id).Msg("remove track from the trunk")
 	}
 	ex.down.Close()
-	delete(e.exports, track)
-	e.t.setCarried(track, carried{})
+	delete(e.exports, id)
+	e.t.setCarried(id, carried{})
 	e.dropViewerIfIdle(ex.conf.ID(), ex.viewer)
 }
 
@@ -171,10 +186,10 @@ func (e *exporter) remove(track string, ex *export) {
 // tells the puller.
 func (e *exporter) sourceGone(up *focus.UpTrack) {
 	changed := false
-	for track, ex := range e.exports {
+	for id, ex := range e.exports {
 		if ex.up == up {
-			e.remove(track, ex)
-			e.t.sendError(codeTrackEnded, "the track was unpublished", track)
+			e.remove(id, ex)
+			e.t.sendError(codeTrackEnded, "the track was unpublished", ex.track, ex.layer)
 			changed = true
 		}
 	}
@@ -187,9 +202,9 @@ func (e *exporter) sourceGone(up *focus.UpTrack) {
 // closing); its down tracks are closed already.
 func (e *exporter) viewerLeft(p *focus.Participant) {
 	changed := false
-	for track, ex := range e.exports {
+	for id, ex := range e.exports {
 		if ex.viewer == p {
-			e.remove(track, ex)
+			e.remove(id, ex)
 			changed = true
 		}
 	}
@@ -232,7 +247,7 @@ func (e *exporter) answer(sdp string) {
 	}
 	e.offering = false
 	if err := e.t.peerConn().SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		e.t.sendError(codeNegotiation, err.Error(), "")
+		e.t.sendError(codeNegotiation, err.Error(), "", 0)
 		e.t.close(fmt.Sprintf("renegotiation: the puller's answer was refused: %v", err), closedBroken)
 		return
 	}
@@ -250,10 +265,10 @@ func (e *exporter) tick(now time.Time) {
 
 // release ends every export and makes the hidden viewers leave.
 func (e *exporter) release() {
-	for track, ex := range e.exports {
+	for id, ex := range e.exports {
 		ex.down.Close()
-		delete(e.exports, track)
-		e.t.setCarried(track, carried{})
+		delete(e.exports, id)
+		e.t.setCarried(id, carried{})
 	}
 	for id, v := range e.viewers {
 		v.Leave()

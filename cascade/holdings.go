@@ -80,8 +80,29 @@ func holdings(sfu *focus.SFU) []mesh.Conference {
 	return out
 }
 
+// maxDimension bounds a layer's width and height in the mesh.
+const maxDimension = 65535
+
+// meshTrack describes a published track for the mesh, with its layers'
+// sizes when any is known (from its keyframes or the publisher's
+// declaration).
 func meshTrack(up *focus.UpTrack) mesh.Track {
 	info := up.Info()
+	var sizes []mesh.LayerSize
+	if info.Kind == focus.KindVideo {
+		sizes = make([]mesh.LayerSize, up.Layers())
+		known := false
+		for i := range sizes {
+			s := up.LayerSize(i)
+			// The mesh refuses a state with a larger dimension; VP8
+			// has at most 16383, a declaration may say anything.
+			sizes[i] = mesh.LayerSize{Width: min(s.Width, maxDimension), Height: min(s.Height, maxDimension)}
+			known = known || s != (focus.Size{})
+		}
+		if !known {
+			sizes = nil
+		}
+	}
 	return mesh.Track{
 		ID:        string(info.ID),
 		StreamID:  info.StreamID,
@@ -93,5 +114,6 @@ func meshTrack(up *focus.UpTrack) mesh.Track {
 		Fmtp:      info.Codec.Fmtp,
 		Muted:     up.Muted(),
 		Layers:    append([]string(nil), info.Layers...),
+		Sizes:     sizes,
 	}
 }

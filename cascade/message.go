@@ -5,19 +5,26 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // The trunk's data channel carries one JSON object per message:
 //
-//	{"version":1,"type":"subscribe","conference":"whip:lobby","track":"TR_x"}  puller → exporter
-//	{"version":1,"type":"unsubscribe","track":"TR_x"}                          puller → exporter
+//	{"version":1,"type":"subscribe","conference":"whip:lobby","track":"TR_x","layer":2}  puller → exporter
+//	{"version":1,"type":"unsubscribe","track":"TR_x","layer":2}                          puller → exporter
 //	{"version":1,"type":"offer","sdp":"v=0..."}                               exporter → puller
 //	{"version":1,"type":"answer","sdp":"v=0..."}                              puller → exporter
 //	{"version":1,"type":"ping","seq":7}                                       both ways
 //	{"version":1,"type":"pong","seq":7}                                       both ways
-//	{"version":1,"type":"error","code":"unknown_track","error":"...","track":"TR_x"}  both ways
+//	{"version":1,"type":"error","code":"unknown_track","error":"...","track":"TR_x","layer":2}  both ways
 //	{"version":1,"type":"close","error":"idle"}                               both ways
 //	{"version":1,"type":"part","data":"<base64>","more":true}                 both ways
+//
+// A subscription is of one layer of a track: "layer" is the index of a
+// simulcast layer at the origin, lowest first; absent means 0, the only
+// layer of audio and of video without simulcast. The exporter sends each
+// subscribed layer as a track of its own, whose ID is trunkTrackID's. An
+// error about a subscription names its track and layer.
 //
 // A message longer than a data channel message may be (pion reads at
 // most 64 KiB) travels as parts: the bytes of the whole JSON message, cut
@@ -48,6 +55,7 @@ const (
 	codeUnknownType        = "unknown_type"
 	codeUnknownConference  = "unknown_conference" // the exporter has no conference of that name
 	codeUnknownTrack       = "unknown_track"      // the conference has no such track
+	codeUnknownLayer       = "unknown_layer"      // the track has no such layer
 	codeNotExportable      = "not_exportable"     // the track came over a trunk itself
 	codeDuplicateTrack     = "duplicate_track"    // another conference's track of that ID is exported already
 	codeSubscribeFailed    = "subscribe_failed"   // the core or pion refused
@@ -59,6 +67,8 @@ const (
 const (
 	// maxName bounds a node name, conference name or track ID.
 	maxName = 1024
+	// maxLayer bounds a layer index (the core keeps at most 8 layers).
+	maxLayer = 7
 	// maxSDP bounds an offer or answer.
 	maxSDP = 4 << 20
 	// maxAssembled bounds a message sent in parts.
@@ -77,6 +87,7 @@ type message struct {
 	Seq        uint64 `json:"seq,omitempty"`
 	Conference string `json:"conference,omitempty"`
 	Track      string `json:"track,omitempty"`
+	Layer      int    `json:"layer,omitempty"`
 	SDP        string `json:"sdp,omitempty"`
 	Code       string `json:"code,omitempty"`
 	Error      string `json:"error,omitempty"`
@@ -138,6 +149,9 @@ func decodeMessage(b []byte) (message, error) {
 			return m, badMessage(codeBadMessage, "%s is longer than %d bytes", f.name, f.max)
 		}
 	}
+	if m.Layer < 0 || m.Layer > maxLayer {
+		return m, badMessage(codeBadMessage, "layer %d; a layer is 0 to %d", m.Layer, maxLayer)
+	}
 	need := func(fields ...string) error {
 		for i := 0; i+1 < len(fields); i += 2 {
 			if fields[i+1] == "" {
@@ -169,6 +183,20 @@ func decodeMessage(b []byte) (message, error) {
 		err = badMessage(codeUnknownType, "unknown message type %q", m.Type)
 	}
 	return m, err
+}
+
+// trunkTrackID is the ID of the trunk track that carries layer of the
+// origin's track: the track's own ID for layer 0, so that a track
+// without simulcast keeps its ID on the trunk, and the ID with "~" and
+// the layer's index after it for the others. IDs are unique per trunk as
+// long as no origin track's ID is another's with such a suffix; the
+// exporter refuses the second of two such subscriptions as
+// duplicate_track.
+func trunkTrackID(track string, layer int) string {
+	if layer == 0 {
+		return track
+	}
+	return track + "~" + strconv.Itoa(layer)
 }
 
 // encodeFrames returns the data channel messages that carry m: m itself,

@@ -14,6 +14,12 @@ func TestDecodeMessage(t *testing.T) {
 	}{
 		{`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1"}`, "", msgSubscribe},
 		{`{"version":1,"type":"unsubscribe","track":"TR_1"}`, "", msgUnsubscribe},
+		{`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1","layer":2}`, "", msgSubscribe},
+		{`{"version":1,"type":"unsubscribe","track":"TR_1","layer":7}`, "", msgUnsubscribe},
+		{`{"version":1,"type":"error","code":"unknown_layer","track":"TR_1","layer":3}`, "", msgError},
+		{`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1","layer":8}`, codeBadMessage, msgSubscribe},
+		{`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1","layer":-1}`, codeBadMessage, msgSubscribe},
+		{`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1","layer":"1"}`, codeBadMessage, msgSubscribe},
 		{`{"version":1,"type":"ping","seq":3}`, "", msgPing},
 		{`{"version":1,"type":"pong","seq":3,"later":"ignored"}`, "", msgPong},
 		{`{"version":1,"type":"offer","sdp":"v=0"}`, "", msgOffer},
@@ -104,6 +110,8 @@ func TestFrames(t *testing.T) {
 func FuzzDecodeMessage(f *testing.F) {
 	for _, s := range []string{
 		`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1"}`,
+		`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1","layer":2}`,
+		`{"version":1,"type":"unsubscribe","track":"TR_1","layer":9}`,
 		`{"version":1,"type":"ping","seq":3}`,
 		`{"version":1,"type":"part","data":"eyJ2ZXJzaW9uIjoxLCJ0eXBlIjoicGluZyJ9"}`,
 		`{"version":1,"type":"part","data":"eyJ2","more":true}`,
@@ -169,4 +177,35 @@ func FuzzTrunkRequest(f *testing.F) {
 			t.Fatalf("accepted %+v", req)
 		}
 	})
+}
+
+// TestLayerField: a layer travels as "layer", absent for layer 0 (what a
+// focus that knows no layers sends and reads), and names the trunk track
+// that carries it.
+func TestLayerField(t *testing.T) {
+	frames, err := encodeFrames(message{Type: msgSubscribe, Conference: "whip:r", Track: "TR_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(frames[0]), "layer") {
+		t.Errorf("layer 0 encoded: %s", frames[0])
+	}
+	frames, _ = encodeFrames(message{Type: msgUnsubscribe, Track: "TR_1", Layer: 2})
+	m, err := decodeMessage(frames[0])
+	if err != nil || m.Layer != 2 || m.Track != "TR_1" {
+		t.Errorf("%s decoded as %+v (%v)", frames[0], m, err)
+	}
+	m, err = decodeMessage([]byte(`{"version":1,"type":"subscribe","conference":"whip:r","track":"TR_1"}`))
+	if err != nil || m.Layer != 0 {
+		t.Errorf("no layer decoded as %+v (%v)", m, err)
+	}
+	for _, tc := range []struct {
+		track string
+		layer int
+		id    string
+	}{{"TR_1", 0, "TR_1"}, {"TR_1", 1, "TR_1~1"}, {"TR_1", 2, "TR_1~2"}} {
+		if got := trunkTrackID(tc.track, tc.layer); got != tc.id {
+			t.Errorf("trunkTrackID(%q, %d) = %q, want %q", tc.track, tc.layer, got, tc.id)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package cascade
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -64,9 +65,20 @@ func TestProxiesFollowDirectory(t *testing.T) {
 
 	cam, _ := p1.Publish(focus.TrackInfo{ID: "CAM", Kind: focus.KindVideo, Source: focus.SourceCamera,
 		Codec: focus.Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
-	eventually(t, 2*time.Second, "the camera is proxied, as one layer", func() bool {
+	cam.SetLayerSizes([]focus.Size{{320, 180}, {640, 360}, {1280, 720}})
+	eventually(t, 2*time.Second, "the camera is proxied with its three layers and their sizes", func() bool {
 		ts := proxy().Tracks()
-		return len(ts) == 2 && ts[1].ID() == "CAM" && ts[1].Layers() == 1
+		return len(ts) == 2 && ts[1].ID() == "CAM" && ts[1].Layers() == 3 &&
+			ts[1].LayerSize(0) == focus.Size{Width: 320, Height: 180} && ts[1].LayerSize(2) == focus.Size{Width: 1280, Height: 720}
+	})
+	if l := proxy().Tracks()[1].Info().Layers; !slices.Equal(l, []string{"q", "h", "f"}) {
+		t.Errorf("the camera's proxy has layers %q", l)
+	}
+	// A size that changes at the origin changes at the proxy (the
+	// holdings are checked every second).
+	cam.SetLayerSizes([]focus.Size{{480, 270}, {960, 540}, {1920, 1080}})
+	eventually(t, 3*time.Second, "the new sizes reach the proxy", func() bool {
+		return proxy().Tracks()[1].LayerSize(1) == focus.Size{Width: 960, Height: 540}
 	})
 	cam.Close()
 	eventually(t, 2*time.Second, "the camera's proxy goes", func() bool { return len(proxy().Tracks()) == 1 })

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/mesh"
 	"github.com/focus-sfu/focus/rtc"
 )
 
@@ -139,25 +140,25 @@ func (t *trunk) answerOffer(sdp string) {
 		err = pc.SetLocalDescription(answer)
 	}
 	if err != nil {
-		t.sendError(codeNegotiation, err.Error(), "")
+		t.sendError(codeNegotiation, err.Error(), "", 0)
 		t.close(fmt.Sprintf("renegotiation: the exporter's offer was refused: %v", err), closedBroken)
 		return
 	}
 	t.send(message{Type: msgAnswer, SDP: pc.LocalDescription().SDP})
 }
 
-// onTrack feeds a track arriving on the trunk into the proxy track that
-// pulled it, until the exporter removes it.
+// onTrack feeds a track arriving on the trunk into the proxy track layer
+// that pulled it, until the exporter removes it.
 func (t *trunk) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	if !t.startMedia() {
 		return
 	}
 	defer t.media.Done()
 	t.mu.Lock()
-	pt := t.pulls[track.ID()]
+	p := t.pulls[track.ID()]
 	t.mu.Unlock()
 	log := t.log.With().Str("track", track.ID()).Logger()
-	if pt == nil {
+	if p == nil {
 		// Unsubscribed meanwhile: the exporter removes it next.
 		log.Debug().Msg("a trunk track nobody pulls; dropped")
 		buf := make([]byte, 1500)
@@ -167,93 +168,126 @@ func (t *trunk) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			}
 		}
 	}
-	pt.feed(track, recv, log)
+	p.feed(track, recv, log)
 }
 
-// subscribe pulls pt over the trunk.
-func (t *trunk) subscribe(pt *proxyTrack) {
+// subscribe pulls p over the trunk. A pull whose trunk track ID another
+// pull of this trunk has is refused (see trunkTrackID), and reports
+// false.
+func (t *trunk) subscribe(p *pull) bool {
+	pt := p.pt
+	id := p.id()
 	t.mu.Lock()
-	t.pulls[pt.id] = pt
-	t.carried[pt.id] = carried{Conference: pt.conf, Track: pt.id, Kind: pt.up.Kind().String()}
+	if other := t.pulls[id]; other != nil && other != p {
+		t.mu.Unlock()
+		t.log.Warn().Str("track", pt.id).Int("layer", p.layer).Str("other", other.pt.id).
+			Msg("two pulls would share one trunk track ID; not pulled")
+		return false
+	}
+	t.pulls[id] = p
+	t.carried[id] = carried{Conference: pt.conf, Track: pt.id, Layer: p.layer, Kind: pt.up.Kind().String()}
 	t.mu.Unlock()
-	t.send(message{Type: msgSubscribe, Conference: pt.conf, Track: pt.id})
+	t.send(message{Type: msgSubscribe, Conference: pt.conf, Track: pt.id, Layer: p.layer})
+	return true
 }
 
-// unsubscribe ends the pull of pt; tell says whether the exporter must
-// be told (not when it refused or ended the pull itself).
-func (t *trunk) unsubscribe(pt *proxyTrack, tell bool) {
+// unsubscribe ends pull p; tell says whether the exporter must be told
+// (not when it refused or ended the pull itself).
+func (t *trunk) unsubscribe(p *pull, tell bool) {
+	id := p.id()
 	t.mu.Lock()
-	if t.pulls[pt.id] == pt {
-		delete(t.pulls, pt.id)
-		delete(t.carried, pt.id)
+	if t.pulls[id] == p {
+		delete(t.pulls, id)
+		delete(t.carried, id)
 	}
 	t.mu.Unlock()
 	if tell {
-		t.send(message{Type: msgUnsubscribe, Track: pt.id})
+		t.send(message{Type: msgUnsubscribe, Track: p.pt.id, Layer: p.layer})
 	}
 }
 
-// pulled returns the proxy track pulled as track ID id, or nil.
-func (t *trunk) pulled(id string) *proxyTrack {
+// pulled returns the pull carried as trunk track id, or nil.
+func (t *trunk) pulled(id string) *pull {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pulls[id]
 }
 
-// pullCount returns how many tracks the trunk pulls.
+// pullCount returns how many track layers the trunk pulls.
 func (t *trunk) pullCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.pulls)
 }
 
-// proxyTrack is a published track of a proxy participant.
+// proxyTrack is a published track of a proxy participant. It has the
+// origin's layers, each pulled on its own.
 type proxyTrack struct {
-	node string // origin focus
-	conf string // the conference name to subscribe with at the origin
-	id   string
-	mime string
-	up   *focus.UpTrack
-
-	// feedMu makes one trunk track at a time feed up: a track pulled
-	// again may arrive before the previous one has ended.
-	feedMu sync.Mutex
+	node   string // origin focus
+	conf   string // the conference name to subscribe with at the origin
+	id     string
+	mime   string
+	rids   []string         // the origin's simulcast RIDs
+	sizes  []mesh.LayerSize // the origin's layer sizes, as last set
+	up     *focus.UpTrack
+	layers []*pull // one per layer of up
 
 	// Owned by the control loop.
-	demandKnown   bool // a DemandChanged was seen
-	wanted        bool // what it said
+	demandKnown bool   // a DemandChanged was seen
+	wanted      []bool // what it said, per layer
+}
+
+// pull is the pulling of one layer of a proxy track. Its fields after
+// feedMu are owned by the control loop.
+type pull struct {
+	pt    *proxyTrack
+	layer int
+
+	// feedMu makes one trunk track at a time feed the layer: a layer
+	// pulled again may arrive before the previous track has ended.
+	feedMu sync.Mutex
+
 	unwantedSince time.Time
 	trunk         *trunk // pulled over; nil when not pulled
 	retryAt       time.Time
 }
 
-// isWanted reports whether anyone here wants the track. Until the core
-// has said (DemandChanged), a track that has subscribers is wanted: a
-// new track starts out wanted in the core, which raises no event when a
-// subscriber arrives before its first control round.
-func (pt *proxyTrack) isWanted() bool {
+// id is the ID of the trunk track that carries the pull.
+func (p *pull) id() string { return trunkTrackID(p.pt.id, p.layer) }
+
+// isWanted reports whether anyone here wants layer i. Until the core has
+// said (DemandChanged), every layer of a track that has subscribers is
+// wanted: a new track starts out with every layer wanted in the core,
+// which raises no event while that stays so (or when a subscriber
+// arrives before its first control round).
+func (pt *proxyTrack) isWanted(i int) bool {
 	if pt.demandKnown {
-		return pt.wanted
+		return i < len(pt.wanted) && pt.wanted[i]
 	}
 	return pt.up.Subscribers() > 0
 }
 
-// feed reads a trunk track into the proxy track until the track ends.
-func (pt *proxyTrack) feed(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, log zerolog.Logger) {
-	pt.feedMu.Lock()
-	defer pt.feedMu.Unlock()
+// feed reads a trunk track into the pull's layer until the track ends.
+func (p *pull) feed(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, log zerolog.Logger) {
+	p.feedMu.Lock()
+	defer p.feedMu.Unlock()
+	up := p.pt.up
+	log = log.With().Int("layer", p.layer).Logger()
 	log.Info().Str("codec", track.Codec().MimeType).Msg("receiving trunk track")
-	remap := newExtRemap(recv.GetParameters().HeaderExtensions, pt.up.Info().Extensions)
-	if remap == nil {
-		rtc.Receive(pt.up, track, recv, log)
-		return
+	var rewrite func([]byte)
+	if remap := newExtRemap(recv.GetParameters().HeaderExtensions, up.Info().Extensions); remap != nil {
+		log.Debug().Msg("the exporter numbers header extensions otherwise; renumbering them")
+		rewrite = remap.apply
 	}
-	log.Debug().Msg("the exporter numbers header extensions otherwise; renumbering them")
-	rtc.ReceiveRewritten(pt.up, track, recv, remap.apply, log)
+	rtc.ReceiveLayer(up, p.layer, track, recv, rewrite, log)
 }
 
 // upstream carries a proxy track's keyframe requests to its origin over
-// whatever trunk pulls from there now.
+// whatever trunk pulls from there now. The core addresses a request for
+// layer i to the SSRC that layer receives, the SSRC of the trunk track
+// that carries it; the exporter's pion hands it to that track's sender,
+// and the relay down track behind it asks the origin for a keyframe of
+// the layer it forwards, layer i. So requests stay with their layer.
 type upstream struct {
 	c    *Cascade
 	node string

@@ -47,11 +47,14 @@ type TrunkStatus struct {
 	BitrateOut uint64 `json:"bitrate_out"`
 }
 
-// TrunkTrack is one track a trunk carries.
+// TrunkTrack is one layer of a track that a trunk carries.
 type TrunkTrack struct {
 	Conference string `json:"conference"`
 	Track      string `json:"track"`
-	Kind       string `json:"kind"`
+	// Layer is the simulcast layer at the origin, lowest first; 0 for
+	// audio and video without simulcast.
+	Layer int    `json:"layer"`
+	Kind  string `json:"kind"`
 }
 
 // Stats are the cascade's figures for metrics: gauges of what it holds
@@ -59,8 +62,8 @@ type TrunkTrack struct {
 type Stats struct {
 	// TrunksOpen counts the trunks whose data channel is open, both ways.
 	TrunksOpen int
-	// Subscriptions counts the tracks this focus pulls over trunks;
-	// Exports, those it sends to other foci.
+	// Subscriptions counts the track layers this focus pulls over
+	// trunks; Exports, those it sends to other foci.
 	Subscriptions int
 	Exports       int
 	// ProxyParticipants and ProxyTracks are as in Status.
@@ -175,7 +178,10 @@ func (t *trunk) status() TrunkStatus {
 		s.Tracks = append(s.Tracks, TrunkTrack(c))
 	}
 	t.mu.Unlock()
-	sort.Slice(s.Tracks, func(i, j int) bool { return s.Tracks[i].Track < s.Tracks[j].Track })
+	sort.Slice(s.Tracks, func(i, j int) bool {
+		a, b := s.Tracks[i], s.Tracks[j]
+		return a.Track < b.Track || a.Track == b.Track && a.Layer < b.Layer
+	})
 	return s
 }
 

@@ -90,9 +90,9 @@ type trunk struct {
 	mu       sync.Mutex
 	reason   string // why the trunk closed
 	how      closeKind
-	released bool // the loop is tearing down: no new media goroutines
-	carried  map[string]carried
-	pulls    map[string]*proxyTrack // pulling: what each track ID feeds
+	released bool               // the loop is tearing down: no new media goroutines
+	carried  map[string]carried // by trunk track ID
+	pulls    map[string]*pull   // pulling: what each trunk track ID feeds
 	rate     rates
 	final    *trafficTotals // the counters at teardown
 	// lastTraffic are the counters last read, for when the connection
@@ -107,10 +107,11 @@ type trunk struct {
 	exp      *exporter
 }
 
-// carried is one track a trunk carries, for Status.
+// carried is one layer of a track a trunk carries, for Status.
 type carried struct {
 	Conference string
 	Track      string
+	Layer      int
 	Kind       string
 }
 
@@ -132,7 +133,7 @@ func newTrunk(c *Cascade, peer string, dir direction) *trunk {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		carried: make(map[string]carried),
-		pulls:   make(map[string]*proxyTrack),
+		pulls:   make(map[string]*pull),
 	}
 	if dir == exporting {
 		t.exp = newExporter(t)
@@ -304,9 +305,10 @@ func (t *trunk) send(m message) {
 	}
 }
 
-// sendError tells the peer that something it sent was refused.
-func (t *trunk) sendError(code, text, track string) {
-	t.send(message{Type: msgError, Code: code, Error: text, Track: track})
+// sendError tells the peer that something it sent was refused; track
+// and layer name the subscription it was about, if any.
+func (t *trunk) sendError(code, text, track string, layer int) {
+	t.send(message{Type: msgError, Code: code, Error: text, Track: track, Layer: layer})
 }
 
 // receive handles one data channel message, on pion's goroutine. Pings
@@ -334,9 +336,10 @@ func (t *trunk) receive(b []byte) {
 	case msgClose:
 		t.close("the peer closed the trunk: "+m.Error, closedByPeer)
 	case msgError:
-		t.log.Info().Str("code", m.Code).Str("error", m.Error).Str("track", m.Track).Msg("the peer refused a message")
+		t.log.Info().Str("code", m.Code).Str("error", m.Error).Str("track", m.Track).Int("layer", m.Layer).Msg("the peer refused a message")
 		if t.dir == pulling && m.Track != "" {
-			t.c.q.push(func() { t.c.ctl.pullRefused(t.c, t, m.Track, m.Code) })
+			id := trunkTrackID(m.Track, m.Layer)
+			t.c.q.push(func() { t.c.ctl.pullRefused(t.c, t, id, m.Code) })
 		}
 	default:
 		t.q.push(func() { t.handle(m) })
@@ -348,7 +351,7 @@ func (t *trunk) receive(b []byte) {
 func (t *trunk) refuse(m message, err error) {
 	t.log.Info().Err(err).Str("type", m.Type).Msg("trunk message refused")
 	if m.Type != msgError {
-		t.sendError(messageCode(err), err.Error(), m.Track)
+		t.sendError(messageCode(err), err.Error(), m.Track, m.Layer)
 	}
 }
 
@@ -356,9 +359,9 @@ func (t *trunk) refuse(m message, err error) {
 func (t *trunk) handle(m message) {
 	switch {
 	case t.dir == exporting && m.Type == msgSubscribe:
-		t.exp.subscribe(m.Conference, m.Track)
+		t.exp.subscribe(m.Conference, m.Track, m.Layer)
 	case t.dir == exporting && m.Type == msgUnsubscribe:
-		t.exp.unsubscribe(m.Track)
+		t.exp.unsubscribe(m.Track, m.Layer)
 	case t.dir == exporting && m.Type == msgAnswer:
 		t.exp.answer(m.SDP)
 	case t.dir == pulling && m.Type == msgOffer:
@@ -423,16 +426,16 @@ func (t *trunk) startMedia() bool {
 	return true
 }
 
-// setCarried records (or, with kind "", forgets) a track the trunk
-// carries.
-func (t *trunk) setCarried(track string, c carried) {
+// setCarried records (or, with kind "", forgets) a track layer the
+// trunk carries as trunk track id.
+func (t *trunk) setCarried(id string, c carried) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if c.Kind == "" {
-		delete(t.carried, track)
+		delete(t.carried, id)
 		return
 	}
-	t.carried[track] = c
+	t.carried[id] = c
 }
 
 // waitGathered waits for ICE gathering to end, so that the description
