@@ -65,7 +65,7 @@ func TestProxiesFollowDirectory(t *testing.T) {
 
 	cam, _ := p1.Publish(focus.TrackInfo{ID: "CAM", Kind: focus.KindVideo, Source: focus.SourceCamera,
 		Codec: focus.Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
-	cam.SetLayerSizes([]focus.Size{{320, 180}, {640, 360}, {1280, 720}})
+	cam.SetLayerSizes([]focus.Size{{Width: 320, Height: 180}, {Width: 640, Height: 360}, {Width: 1280, Height: 720}})
 	eventually(t, 2*time.Second, "the camera is proxied with its three layers and their sizes", func() bool {
 		ts := proxy().Tracks()
 		return len(ts) == 2 && ts[1].ID() == "CAM" && ts[1].Layers() == 3 &&
@@ -76,7 +76,7 @@ func TestProxiesFollowDirectory(t *testing.T) {
 	}
 	// A size that changes at the origin changes at the proxy (the
 	// holdings are checked every second).
-	cam.SetLayerSizes([]focus.Size{{480, 270}, {960, 540}, {1920, 1080}})
+	cam.SetLayerSizes([]focus.Size{{Width: 480, Height: 270}, {Width: 960, Height: 540}, {Width: 1920, Height: 1080}})
 	eventually(t, 3*time.Second, "the new sizes reach the proxy", func() bool {
 		return proxy().Tracks()[1].LayerSize(1) == focus.Size{Width: 960, Height: 540}
 	})

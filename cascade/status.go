@@ -103,7 +103,10 @@ func (t *trunk) traffic() (in, out traffic) {
 		return final.in, final.out
 	}
 	pc := t.peerConn()
-	if pc == nil || pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+	if pc == nil || !t.everOpen.Load() || pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		// Until the data channel has opened there is no traffic to
+		// speak of, and pion's ICE transport reads its gatherer without
+		// a lock while the transport may still be starting.
 		return last.in, last.out
 	}
 	s, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
