@@ -1,6 +1,7 @@
 package cascade
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -44,6 +45,10 @@ type Options struct {
 	// open for the next pull; zero means 30 s. A trunk to a focus that
 	// has no track here at all closes after the pull grace (2 s) instead.
 	IdleTimeout time.Duration
+	// ClientTLS, when set, is the TLS configuration of the trunk requests
+	// this focus makes: with mutual TLS between foci, it presents this
+	// focus's certificate and trusts only the mesh's CA.
+	ClientTLS *tls.Config
 }
 
 // Cascade relays tracks between this focus and the others of the mesh.
@@ -156,7 +161,7 @@ func newCascade(opts Options, tm timing) (*Cascade, error) {
 		client: &http.Client{
 			Timeout: tm.connect,
 			// One request per trunk: no idle connections to outlive it.
-			Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment},
+			Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment, TLSClientConfig: opts.ClientTLS},
 		},
 		timing:   tm,
 		q:        newQueue(),

@@ -13,7 +13,8 @@ import (
 // service URL. Alice (audio and simulcast video, as Element Call
 // publishes) is on a, Bob (audio and video) on b; LiveKit's own Go SDK
 // on each side sees the other as a participant of the room, by its own
-// identity, and receives its tracks intact over the trunk.
+// identity, and receives its tracks intact over the trunk, which carries
+// the layers of Alice's video that Bob needs.
 func TestCascadeLiveKitRoomAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -40,11 +41,13 @@ func TestCascadeLiveKitRoomAcrossNodes(t *testing.T) {
 		}
 	}
 	checkIntact(t, alice, bob)
-	if got := trunkSubscriptions(ctx, t, a, "b"); got != 2 {
-		t.Errorf("a pulls %d tracks from b, want 2", got)
+	// Bob's audio and single video; Alice's audio and, for Bob, who
+	// shows her video uncapped, every layer of her video up to the top.
+	if tracks, layers := trunkPulls(ctx, t, a, "b"); tracks != 2 || layers != 2 {
+		t.Errorf("a pulls %d tracks (%d layers) from b, want 2 (2)", tracks, layers)
 	}
-	if got := trunkSubscriptions(ctx, t, b, "a"); got != 2 {
-		t.Errorf("b pulls %d tracks from a, want 2", got)
+	if tracks, layers := trunkPulls(ctx, t, b, "a"); tracks != 2 || layers != 4 {
+		t.Errorf("b pulls %d tracks (%d layers) from a, want 2 (audio, and video's 3 layers)", tracks, layers)
 	}
 
 	// Bob leaves; Alice's client is told, and b's tracks leave a.

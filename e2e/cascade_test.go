@@ -91,21 +91,38 @@ type meshView struct {
 			State     string `json:"state"`
 			Tracks    []struct {
 				Track string `json:"track"`
+				Layer int    `json:"layer"`
 			} `json:"tracks"`
 		} `json:"trunks"`
 	} `json:"cascade"`
 }
 
-// trunkSubscriptions is how many tracks n pulls from peer, by /api/mesh.
+// trunkSubscriptions is how many tracks n pulls from peer, by /api/mesh:
+// each once, whatever number of its simulcast layers.
 func trunkSubscriptions(ctx context.Context, t *testing.T, n *cascadeNode, peer string) int {
 	t.Helper()
-	count := 0
+	tracks, _ := trunkPulls(ctx, t, n, peer)
+	return tracks
+}
+
+// trunkPulls is how many tracks, and how many layers of them in all, n
+// pulls from peer, by /api/mesh.
+func trunkPulls(ctx context.Context, t *testing.T, n *cascadeNode, peer string) (tracks, layers int) {
+	t.Helper()
+	seen := map[string]bool{}
 	for _, tr := range n.mesh(ctx, t).Cascade.Trunks {
-		if tr.Peer == peer && tr.Direction == "pull" {
-			count += len(tr.Tracks)
+		if tr.Peer != peer || tr.Direction != "pull" {
+			continue
+		}
+		for _, tt := range tr.Tracks {
+			layers++
+			if !seen[tt.Track] {
+				seen[tt.Track] = true
+				tracks++
+			}
 		}
 	}
-	return count
+	return tracks, layers
 }
 
 func (n *cascadeNode) mesh(ctx context.Context, t *testing.T) meshView {

@@ -11,7 +11,8 @@ type Cascade struct {
 	// Trunks is the trunks open now, by direction: "pull" (this focus
 	// receives) or "export" (this focus sends).
 	Trunks map[string]int
-	// Subscriptions is the tracks carried by trunks now, by direction.
+	// Subscriptions is the track layers carried by trunks now (a
+	// simulcast track counts once per layer), by direction.
 	Subscriptions map[string]int
 	// Packets and Bytes of RTP carried by trunks, by direction ("in"
 	// received on pulling trunks, "out" sent on exporting ones).
@@ -36,7 +37,7 @@ func newCascadeCollector(read func() Cascade) *cascadeCollector {
 		read:      read,
 		nodes:     prometheus.NewDesc(prometheus.BuildFQName(namespace, "mesh", "nodes"), "Nodes of the mesh by state, this one included.", []string{"state"}, nil),
 		trunks:    prometheus.NewDesc(name("trunks"), "Trunks open to other foci, by direction: pull (receiving) or export (sending).", []string{"direction"}, nil),
-		subs:      prometheus.NewDesc(name("trunk_subscriptions"), "Tracks carried by trunks, by direction.", []string{"direction"}, nil),
+		subs:      prometheus.NewDesc(name("trunk_subscriptions"), "Track layers carried by trunks (a simulcast track once per layer), by direction.", []string{"direction"}, nil),
 		packets:   prometheus.NewDesc(name("trunk_packets_total"), "RTP packets carried by trunks: in (received) or out (sent).", []string{"direction"}, nil),
 		bytes:     prometheus.NewDesc(name("trunk_bytes_total"), "RTP bytes carried by trunks: in (received) or out (sent).", []string{"direction"}, nil),
 		heartbeat: prometheus.NewDesc(name("trunk_heartbeat_failures_total"), "Trunks ended because their peer stopped answering the heartbeat.", nil, nil),

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,6 +107,7 @@ func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *r
 		Secret:      []byte(mc.TrunkSecret),
 		Mirror:      mirrored,
 		IdleTimeout: mc.TrunkIdleTimeout,
+		ClientTLS:   clientTLS(tt),
 		Log:         log.With().Str("component", "cascade").Logger(),
 	})
 	if err != nil {
@@ -114,6 +116,15 @@ func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *r
 		return nil, fmt.Errorf("server: cascade: %w", err)
 	}
 	return &meshFrontend{node: node, cascade: c, pull: pull, tls: tt, sfu: sfu, log: log}, nil
+}
+
+// clientTLS is the TLS configuration of this focus's trunk requests:
+// nil (the system's defaults) without mutual TLS.
+func clientTLS(tt *trunkTLS) *tls.Config {
+	if tt == nil {
+		return nil
+	}
+	return tt.client
 }
 
 // mirrored reports whether a remote conference is shown here before any
