@@ -36,12 +36,7 @@ func TestSimulcastOverTrunk(t *testing.T) {
 	defer cancel()
 	api := simulcastAPI(t)
 
-	pub, err := vnettest.Publish(ctx, api, a.url+"/whip/r", vnettest.SimulcastLayers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeQuietly(t, "publisher", pub)
-	proxy := waitSimulcastProxy(t, b)
+	_, proxy := publishSimulcast(ctx, t, api, a, b)
 
 	small, err := vnettest.View(ctx, api, b.url+"/whep/r?width=320&height=180")
 	if err != nil {
@@ -133,12 +128,7 @@ func TestSimulcastKeyframeRequestPerLayer(t *testing.T) {
 	defer cancel()
 	api := simulcastAPI(t)
 
-	pub, err := vnettest.Publish(ctx, api, a.url+"/whip/r", vnettest.SimulcastLayers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeQuietly(t, "publisher", pub)
-	proxy := waitSimulcastProxy(t, b)
+	pub, proxy := publishSimulcast(ctx, t, api, a, b)
 
 	v, err := viewWithPLI(ctx, api, b.url+"/whep/r?width=640&height=360")
 	if err != nil {
@@ -174,10 +164,16 @@ func TestSimulcastKeyframeRequestPerLayer(t *testing.T) {
 	}
 }
 
-// waitSimulcastProxy waits until b shows a's simulcast camera in room
-// "r" with its three layers and their sizes, and returns it.
-func waitSimulcastProxy(t *testing.T, b *node) *focus.UpTrack {
+// publishSimulcast publishes a simulcast camera into room "r" on a (the
+// publisher is closed at the end of the test), waits until b shows it
+// with its three layers and their sizes, and returns both.
+func publishSimulcast(ctx context.Context, t *testing.T, api *webrtc.API, a, b *node) (*vnettest.Publisher, *focus.UpTrack) {
 	t.Helper()
+	pub, err := vnettest.Publish(ctx, api, a.url+"/whip/r", vnettest.SimulcastLayers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeQuietly(t, "publisher", pub) })
 	var up *focus.UpTrack
 	eventually(t, 10*time.Second, "b proxies the camera with its layers and their sizes", func() bool {
 		ps := b.proxiesFrom(whip.ConferenceID("r"), "a")
@@ -192,7 +188,7 @@ func waitSimulcastProxy(t *testing.T, b *node) *focus.UpTrack {
 		}
 		return up.Layers() == len(vnettest.SimulcastLayers)
 	})
-	return up
+	return pub, up
 }
 
 // pulledLayers returns the layers of track that n's pulling trunk to
