@@ -67,6 +67,7 @@ type slot struct {
 	Entry
 	outSeq  uint16 // full outgoing seq: a slot reused by a newer seq is stale
 	valid   bool
+	late    bool // pushed after a newer seq: forwarded out of order
 	resends uint8
 	sentAt  int64 // unix nanoseconds of the push or the last resend
 }
@@ -104,16 +105,18 @@ func NewWithOptions(slots int, o Options) *Sequencer {
 // Push records what was sent as outSeq at now.
 func (s *Sequencer) Push(outSeq uint16, e Entry, now time.Time) {
 	s.mu.Lock()
-	if !s.started || int16(outSeq-s.highest) > 0 {
+	late := s.started && int16(outSeq-s.highest) < 0
+	if !late {
 		s.highest, s.started = outSeq, true
 	}
-	s.slots[outSeq&s.mask] = slot{Entry: e, outSeq: outSeq, valid: true, sentAt: now.UnixNano()}
+	s.slots[outSeq&s.mask] = slot{Entry: e, outSeq: outSeq, valid: true, late: late, sentAt: now.UnixNano()}
 	s.mu.Unlock()
 }
 
 // Lookup returns the entry for a NACKed outgoing seq and counts a resend at
 // now. It refuses (ok=false) unknown/too-old seqs, a seq resent less than
-// the minimum interval ago (one RTT-ish, 100 ms by default), and a seq
+// the minimum interval ago (one RTT-ish, 100 ms by default), a seq that
+// was forwarded out of order less than that interval ago, and a seq
 // already resent the maximum number of times (3 by default).
 func (s *Sequencer) Lookup(outSeq uint16, now time.Time) (Entry, bool) {
 	s.mu.Lock()
@@ -128,9 +131,12 @@ func (s *Sequencer) Lookup(outSeq uint16, now time.Time) (Entry, bool) {
 	// The first resend may follow the original at once: a receiver NACKs
 	// only a gap it saw, and its RTT is unknown here. Later ones wait, so
 	// that the NACKs a receiver repeats before its first resend arrives
-	// are not all answered.
+	// are not all answered. So does the first resend of a packet that
+	// was forwarded late (after newer ones, as when the publisher's own
+	// retransmission filled a gap): the receiver NACKed the gap the
+	// packet left, and the NACK most likely crossed the packet itself.
 	t := now.UnixNano()
-	if sl.resends > 0 && t-sl.sentAt < s.minInterval {
+	if (sl.resends > 0 || sl.late) && t-sl.sentAt < s.minInterval {
 		return Entry{}, false
 	}
 	sl.sentAt = t

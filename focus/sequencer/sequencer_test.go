@@ -53,6 +53,11 @@ func TestLookup(t *testing.T) {
 		{name: "wrap", slots: 16, pushes: []push{{65534, 0}, {65535, 0}, {0, 0}, {1, 0}},
 			looks: []look{{65534, 100, true}, {65535, 100, true}, {0, 100, true}, {1, 100, true}, {2, 100, false}}},
 		{name: "late push does not move highest back", slots: 16, pushes: []push{{30, 0}, {20, 0}}, looks: []look{{20, 100, true}, {30, 100, true}}},
+		// A packet forwarded after newer ones filled the gap a receiver
+		// may have NACKed already: that NACK crossed it, so its first
+		// resend waits the interval too. In-order packets do not wait.
+		{name: "late packet's first resend waits", slots: 16, pushes: []push{{10, 0}, {12, 5}, {11, 20}},
+			looks: []look{{11, 21, false}, {12, 21, true}, {11, 119, false}, {11, 120, true}, {11, 150, false}}},
 		{name: "clock going back", slots: 16, pushes: []push{{5, 1000}}, looks: []look{{5, 1000, true}, {5, 500, false}, {5, 1100, true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
