@@ -81,7 +81,9 @@ func TestCascadeMatrixFociActive(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		return hasMember(resp.Joined, bots[0].UserID) && hasMember(resp.Joined, bots[1].UserID)
+		_, joinedA := resp.Joined[bots[0].UserID]
+		_, joinedB := resp.Joined[bots[1].UserID]
+		return joinedA && joinedB
 	})
 	if err != nil {
 		t.Fatalf("the foci did not both join %s: %v", room, err)
@@ -128,9 +130,4 @@ func TestCascadeMatrixFociActive(t *testing.T) {
 	}
 	t.Log("alice and bob get each other's audio and video through the trunk between a and b")
 	leaveAll(ctx, t, a, b)
-}
-
-func hasMember[V any](joined map[id.UserID]V, u id.UserID) bool {
-	_, ok := joined[u]
-	return ok
 }

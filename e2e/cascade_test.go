@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -342,7 +343,7 @@ func TestCascadeThreeFoci(t *testing.T) {
 	killed := time.Now()
 	for _, n := range []*cascadeNode{a, c} {
 		for {
-			if !contains(publishedIn(ctx, t, n, room), ids["b"]) {
+			if !slices.Contains(publishedIn(ctx, t, n, room), ids["b"]) {
 				break
 			}
 			if time.Since(killed) > cascadeGone {
@@ -386,28 +387,39 @@ func TestCascadeThreeFoci(t *testing.T) {
 	}
 }
 
-// goroutineDump is n's goroutine profile, one line per stack with its
-// count, for a failure message.
-func goroutineDump(ctx context.Context, n *cascadeNode) string {
+// goroutineProfile is n's goroutine profile as text, from /debug/pprof.
+func goroutineProfile(ctx context.Context, n *cascadeNode) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/debug/pprof/goroutine?debug=1", nil)
 	if err != nil {
-		return err.Error()
+		return "", err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err.Error()
+		return "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return string(b), err
+}
+
+// goroutineDump is n's goroutine profile, one line per stack with its
+// count and the function it waits in, for a failure message.
+func goroutineDump(ctx context.Context, n *cascadeNode) string {
+	p, err := goroutineProfile(ctx, n)
+	if err != nil {
+		return err.Error()
+	}
 	var out []string
-	for _, block := range strings.Split(string(b), "\n\n") {
+	for _, block := range strings.Split(p, "\n\n") {
+		// "N @ addrs", then frames "#\taddr\tfunc+off\tfile:line".
 		lines := strings.Split(block, "\n")
-		// "N @ addrs" then "#\taddr\tfunc+off\tfile:line" frames: keep
-		// the count and the deepest frame of this program's or pion's.
 		if len(lines) < 2 {
 			continue
 		}
-		out = append(out, strings.Fields(lines[0])[0]+" "+strings.Join(strings.Fields(lines[1])[2:3], ""))
+		head, frame := strings.Fields(lines[0]), strings.Fields(lines[1])
+		if len(head) > 0 && len(frame) > 2 {
+			out = append(out, head[0]+" "+frame[2])
+		}
 	}
 	return strings.Join(out, "\n")
 }
@@ -415,27 +427,13 @@ func goroutineDump(ctx context.Context, n *cascadeNode) string {
 // goroutines reads n's goroutine count from /debug/pprof.
 func goroutines(ctx context.Context, t *testing.T, n *cascadeNode) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/debug/pprof/goroutine?debug=1", nil)
+	p, err := goroutineProfile(ctx, n)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: goroutine profile: %v", n.Name, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var total int
-	if _, err := fmt.Fscanf(resp.Body, "goroutine profile: total %d", &total); err != nil {
+	if _, err := fmt.Sscanf(p, "goroutine profile: total %d", &total); err != nil {
 		t.Fatalf("%s: goroutine profile: %v", n.Name, err)
 	}
 	return total
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -38,7 +38,6 @@ type meshFrontend struct {
 	pull    *rtc.Engine // the trunks this focus dials
 	tls     *trunkTLS   // nil without mesh.trunk_tls
 	sfu     *focus.SFU
-	log     zerolog.Logger
 	cancel  context.CancelFunc
 	done    sync.WaitGroup
 }
@@ -115,7 +114,7 @@ func newMesh(cfg config.Config, mainAddr net.Addr, log zerolog.Logger, engine *r
 		_ = node.Close()
 		return nil, fmt.Errorf("server: cascade: %w", err)
 	}
-	return &meshFrontend{node: node, cascade: c, pull: pull, tls: tt, sfu: sfu, log: log}, nil
+	return &meshFrontend{node: node, cascade: c, pull: pull, tls: tt, sfu: sfu}, nil
 }
 
 // clientTLS is the TLS configuration of this focus's trunk requests:
