@@ -145,7 +145,7 @@ func (t *UpTrack) updateDemand() {
 		}
 	}
 	if highest < 0 {
-		if keep := t.owner.conf.sfu.opts.KeepUnwatched; keep != nil && t.info.Kind == KindVideo && keep(t) {
+		if keep := t.owner.conf.sfu.opts.KeepUnwatched; keep != nil && t.info.Kind == KindVideo && t.owner.info.Origin == "" && keep(t) {
 			highest = 0
 		}
 	}

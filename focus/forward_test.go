@@ -330,11 +330,18 @@ func TestKeepUnwatched(t *testing.T) {
 	if _, err := p.Publish(TrackInfo{Kind: KindAudio, Codec: opus}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// A cascade proxy's video is not kept either: it is pulled from its
+	// focus only while watched here.
+	proxy, _ := s.Join("c", ParticipantInfo{Origin: "b"})
+	if _, err := proxy.Publish(TrackInfo{Kind: KindVideo, Codec: vp8Codec, Layers: []string{"q", "h", "f"}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	s.control(clock.Now())
 	// The video keeps its lowest layer; the audio, which KeepUnwatched
 	// does not cover, is unwanted.
-	if len(wanted) != 2 || !slices.Equal(wanted[0], []bool{true, false, false}) || !slices.Equal(wanted[1], []bool{false}) {
-		t.Fatalf("demand %v, want only the video's lowest layer", wanted)
+	if len(wanted) != 3 || !slices.Equal(wanted[0], []bool{true, false, false}) || !slices.Equal(wanted[1], []bool{false}) ||
+		!slices.Equal(wanted[2], []bool{false, false, false}) {
+		t.Fatalf("demand %v, want only the local video's lowest layer", wanted)
 	}
 }
 

@@ -42,7 +42,9 @@ type Options struct {
 	// whether its publisher keeps sending its lowest layer (true), so a
 	// new subscriber starts at once, or is told to stop sending (false,
 	// and when nil), which saves a mobile or bandwidth-limited
-	// publisher's uplink.
+	// publisher's uplink. It is not asked about a cascade proxy's track
+	// (its owner has an Origin): that one is pulled from its focus only
+	// while someone here watches it.
 	KeepUnwatched func(*UpTrack) bool
 }
 

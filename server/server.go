@@ -355,12 +355,10 @@ func iceServers(ss []config.ICEServer) []rtc.ICEServer {
 	return out
 }
 
-// keepUnwatched is the core's hook for media.keep_unwatched. It keeps
-// the publishers connected here sending; a cascade proxy's track is
-// pulled from its focus only while someone here watches it.
+// keepUnwatched is the core's hook for media.keep_unwatched.
 func keepUnwatched(keep bool) func(*focus.UpTrack) bool {
 	if !keep {
 		return nil
 	}
-	return func(t *focus.UpTrack) bool { return t.Owner().Info().Origin == "" }
+	return func(*focus.UpTrack) bool { return true }
 }
