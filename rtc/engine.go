@@ -159,7 +159,7 @@ func New(cfg Config, log zerolog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	reg := &interceptor.Registry{}
-	if err := registerInterceptors(m, reg, logs, func(est *estimator) { e.built = est }); err != nil {
+	if err := registerInterceptors(m, reg, func(est *estimator) { e.built = est }); err != nil {
 		_ = e.Close()
 		return nil, err
 	}

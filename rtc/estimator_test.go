@@ -1,16 +1,16 @@
 package rtc
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
 
@@ -19,47 +19,66 @@ import (
 
 func newTestEstimator(t *testing.T) *estimator {
 	t.Helper()
-	b, err := newEstimatorFactory(nil)()
+	var got *estimator
+	i, err := estimatorFactory{built: func(e *estimator) { got = e }}.NewInterceptor("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := b.(*estimator)
-	t.Cleanup(func() { _ = e.Close() })
-	return e
+	if got == nil || got != i {
+		t.Fatal("the factory did not hand over its estimator")
+	}
+	t.Cleanup(func() { _ = got.Close() })
+	return got
+}
+
+// rtcpBytes marshals pkts as one compound packet.
+func rtcpBytes(t *testing.T, pkts ...rtcp.Packet) []byte {
+	t.Helper()
+	b, err := rtcp.Marshal(pkts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// feedbackFor is a transport-wide feedback packet reporting seqs as
+// received 1 ms apart.
+func feedbackFor(t *testing.T, seqs ...uint16) []byte {
+	t.Helper()
+	rec := twcc.NewRecorder(5)
+	for i, s := range seqs {
+		rec.Record(1, s, int64(1000*(i+1)))
+	}
+	return rtcpBytes(t, rec.BuildFeedbackPacket()...)
 }
 
 func TestEstimatorREMBOnlyWithoutTransportFeedback(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		pkts [][]rtcp.Packet
+		pkts [][]byte
 		want uint64
 	}{
 		{"nothing yet", nil, bweInitial},
-		{"REMB only", [][]rtcp.Packet{{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 3e6}}}, 3e6},
-		{"latest REMB", [][]rtcp.Packet{
-			{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 3e6}},
-			{&rtcp.ReceiverReport{}, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 5e5}},
+		{"REMB only", [][]byte{rtcpBytes(t, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 3e6})}, 3e6},
+		{"latest REMB", [][]byte{
+			rtcpBytes(t, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 3e6}),
+			rtcpBytes(t, &rtcp.ReceiverReport{}, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 5e5}),
 		}, 5e5},
-		{"zero REMB ignored", [][]rtcp.Packet{{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 0}}}, bweInitial},
-		// gcc is in charge once the subscriber sends transport-wide
-		// feedback, even feedback gcc cannot map to anything sent.
-		{"REMB and TWCC", [][]rtcp.Packet{
-			{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 3e6}},
-			{&rtcp.TransportLayerCC{}},
+		{"zero REMB ignored", [][]byte{rtcpBytes(t, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 0})}, bweInitial},
+		// The send-side estimate is in charge once the subscriber sends
+		// transport-wide feedback, even feedback about nothing sent.
+		{"REMB and TWCC", [][]byte{
+			rtcpBytes(t, &rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 3e6}),
+			feedbackFor(t, 1, 2),
 		}, bweInitial},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEstimator(t)
-			for _, p := range tc.pkts {
-				if err := e.WriteRTCP(p, nil); err != nil {
-					t.Fatalf("WriteRTCP: %v", err)
-				}
+			for _, b := range tc.pkts {
+				e.handleRTCP(b)
 			}
 			if got := e.TargetBitrate(); got != tc.want {
 				t.Fatalf("TargetBitrate %d, want %d", got, tc.want)
-			}
-			if got := e.GetTargetBitrate(); uint64(got) != tc.want {
-				t.Fatalf("GetTargetBitrate %d, want %d", got, tc.want)
 			}
 		})
 	}
@@ -70,103 +89,139 @@ func TestEstimatorCongestionWithoutFeedback(t *testing.T) {
 	if loss, over := e.Congestion(); loss != 0 || !over {
 		t.Fatalf("no feedback: loss %v overusing %v; want congestion reported, so no probing", loss, over)
 	}
-	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
+	e.handleRTCP(feedbackFor(t, 1))
 	if loss, over := e.Congestion(); loss != 0 || over {
-		t.Fatalf("empty feedback: loss %v overusing %v", loss, over)
+		t.Fatalf("feedback: loss %v overusing %v", loss, over)
 	}
 }
 
-// TestEstimatorCongestionGoesStale: gcc's stats keep the values of the
-// last feedback; once no feedback has come for feedbackStale (nothing
-// reaches the subscriber, so it has nothing to report), they are no
-// longer congestion, or a subscriber paused for bandwidth would never be
-// probed again.
+// TestEstimatorCongestionGoesStale: the estimator keeps the verdict of
+// the last feedback; once no feedback has come for feedbackStale
+// (nothing reaches the subscriber, so it has nothing to report), it is
+// no longer congestion, or a subscriber paused for bandwidth would never
+// be probed again.
 func TestEstimatorCongestionGoesStale(t *testing.T) {
 	e := newTestEstimator(t)
-	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
-	// What gcc last said, as Congestion caches it.
-	e.mu.Lock()
-	e.statsAt, e.loss, e.overusing = time.Now().Add(time.Hour), 0.3, true
-	e.mu.Unlock()
-	if loss, over := e.Congestion(); loss != 0.3 || !over {
-		t.Fatalf("fresh feedback: loss %v overusing %v, want 0.3 true", loss, over)
+	// Send 400 packets and report every other one lost: a loss batch
+	// of 50 %.
+	var seqs []uint16
+	for i := range 400 {
+		e.bwe.Sent(uint16(i+1), 1000, e.bwe.Now())
+		if i%2 == 0 {
+			seqs = append(seqs, uint16(i+1))
+		}
 	}
-	e.feedbackAt.Store(time.Now().Add(-feedbackStale - time.Millisecond).UnixNano())
+	e.handleRTCP(feedbackFor(t, seqs...))
+	time.Sleep(10 * time.Millisecond)
+	e.handleRTCP(feedbackFor(t, 400))
+	loss, over := e.Congestion()
+	if loss == 0 || !over {
+		t.Fatalf("fresh feedback with 50 %% loss: loss %v overusing %v", loss, over)
+	}
+	e.feedbackAt.Store(int64(e.bwe.Now() - feedbackStale - time.Millisecond))
 	if loss, over := e.Congestion(); loss != 0 || over {
 		t.Fatalf("no feedback for %v: loss %v overusing %v, want none", feedbackStale, loss, over)
 	}
-	_ = e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil)
-	if loss, over := e.Congestion(); loss != 0.3 || !over {
-		t.Fatalf("feedback again: loss %v overusing %v, want 0.3 true", loss, over)
-	}
 }
 
-func TestEstimatorSwallowsFeedbackErrors(t *testing.T) {
-	// Feedback gcc refuses must not end the track's RTCP loop, which
-	// stops on the first error the cc interceptor returns.
+func TestEstimatorCountsMalformedFeedback(t *testing.T) {
+	// Feedback the estimator cannot read is counted, and the packet still
+	// reaches the track.
 	e := newTestEstimator(t)
-	_ = e.Close()
-	if err := e.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerCC{}}, nil); err != nil {
-		t.Fatalf("WriteRTCP after close: %v", err)
+	bad := feedbackFor(t, 1, 2, 3)
+	bad = bad[:len(bad)-4]
+	bad[2], bad[3] = 0, byte(len(bad)/4-1)
+	r := e.BindRTCPReader(interceptor.RTCPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		return copy(b, bad), a, nil
+	}))
+	buf := make([]byte, 1500)
+	n, _, err := r.Read(buf, nil)
+	if err != nil || n != len(bad) {
+		t.Fatalf("Read: %d %v", n, err)
 	}
 	if e.rtcpErrors.Load() == 0 {
-		t.Fatal("the refusal was not counted")
+		t.Fatal("the malformed feedback was not counted")
+	}
+	if e.twcc.Load() {
+		t.Fatal("malformed feedback counted as feedback")
 	}
 }
 
-// recordWriter records the SSRCs written through it.
-type recordWriter struct{ ssrcs []uint32 }
+// recordWriter records the headers written through it.
+type recordWriter struct {
+	ssrcs []uint32
+	seqs  []uint16
+	id    uint8
+}
 
 func (w *recordWriter) Write(h *rtp.Header, payload []byte, _ interceptor.Attributes) (int, error) {
 	w.ssrcs = append(w.ssrcs, h.SSRC)
+	if x := h.GetExtension(w.id); len(x) == 2 {
+		w.seqs = append(w.seqs, uint16(x[0])<<8|uint16(x[1]))
+	}
 	return len(payload), nil
 }
 
-func TestEstimatorRoutesRTXThroughItsStream(t *testing.T) {
+func TestEstimatorStampsEveryStream(t *testing.T) {
 	e := newTestEstimator(t)
-	var w recordWriter
-	out := e.AddStream(&interceptor.StreamInfo{SSRC: 10, SSRCRetransmission: 11}, &w)
-	for _, ssrc := range []uint32{10, 11} {
-		if _, err := out.Write(&rtp.Header{SSRC: ssrc}, []byte{1}, nil); err != nil {
-			t.Fatalf("write ssrc %d: %v", ssrc, err)
+	exts := []interceptor.RTPHeaderExtension{{URI: sdp.SDESMidURI, ID: 1}, {URI: sdp.TransportCCURI, ID: 3}}
+	var video, audio recordWriter
+	video.id, audio.id = 3, 3
+	v := e.BindLocalStream(&interceptor.StreamInfo{SSRC: 10, SSRCRetransmission: 11, RTPHeaderExtensions: exts}, &video)
+	a := e.BindLocalStream(&interceptor.StreamInfo{SSRC: 20, RTPHeaderExtensions: exts}, &audio)
+	for _, w := range []struct {
+		w    interceptor.RTPWriter
+		ssrc uint32
+	}{{v, 10}, {a, 20}, {v, 11}, {v, 10}} {
+		if _, err := w.w.Write(&rtp.Header{SSRC: w.ssrc}, []byte{1}, nil); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if _, err := out.Write(&rtp.Header{SSRC: 12}, []byte{1}, nil); !errors.Is(err, gcc.ErrUnknownStream) {
-		t.Fatalf("unknown ssrc: %v", err)
+	if got := append(video.seqs, audio.seqs...); len(got) != 4 || got[0] != 1 || got[1] != 3 || got[2] != 4 || got[3] != 2 {
+		t.Fatalf("transport-wide sequence numbers %v, want one count across streams and RTX: [1 3 4 2]", got)
 	}
-	if len(w.ssrcs) != 2 || w.ssrcs[0] != 10 || w.ssrcs[1] != 11 {
-		t.Fatalf("written %v", w.ssrcs)
+	// A subscriber without transport-wide feedback gets no extension.
+	var plain recordWriter
+	plain.id = 3
+	w := e.BindLocalStream(&interceptor.StreamInfo{SSRC: 30}, &plain)
+	if _, err := w.Write(&rtp.Header{SSRC: 30}, []byte{1}, nil); err != nil || len(plain.seqs) != 0 {
+		t.Fatalf("without the extension: %v %v", plain.seqs, err)
 	}
 }
 
-func TestDirectPacerWriteAllocatesNothing(t *testing.T) {
-	var p directPacer
+func TestEstimatorWriteAllocatesNothing(t *testing.T) {
+	e := newTestEstimator(t)
 	var w recordWriter
-	w.ssrcs = make([]uint32, 0, 4096)
-	p.AddStream(1, &w)
-	p.alias(2, 1)
-	h := &rtp.Header{SSRC: 2}
-	attr := interceptor.Attributes{}
+	w.ssrcs = make([]uint32, 0, 1)
+	w.seqs = make([]uint16, 0, 1)
+	w.id = 3
+	out := e.BindLocalStream(&interceptor.StreamInfo{SSRC: 10, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: 3}}}, &w)
+	h := &rtp.Header{SSRC: 10, Extensions: make([]rtp.Extension, 0, 4)}
+	payload := make([]byte, 1000)
 	if n := testing.AllocsPerRun(1000, func() {
-		w.ssrcs = w.ssrcs[:0]
-		_, _ = p.Write(h, nil, attr)
+		w.ssrcs, w.seqs = w.ssrcs[:0], w.seqs[:0]
+		_, _ = out.Write(h, payload, nil)
 	}); n != 0 {
 		t.Fatalf("Write allocates %v times", n)
 	}
+	fb := feedbackFor(t, 1, 2, 3, 4, 5)
+	if n := testing.AllocsPerRun(1000, func() { e.handleRTCP(fb) }); n != 0 {
+		t.Fatalf("handleRTCP allocates %v times", n)
+	}
 }
 
-func BenchmarkDirectPacerWrite(b *testing.B) {
-	var p directPacer
+func BenchmarkEstimatorWrite(b *testing.B) {
+	e := newEstimator()
 	var w recordWriter
 	w.ssrcs = make([]uint32, 0, 1)
-	for i := uint32(0); i < 16; i++ {
-		p.AddStream(i, &w)
-	}
-	h := &rtp.Header{SSRC: 7}
+	w.seqs = make([]uint16, 0, 1)
+	out := e.BindLocalStream(&interceptor.StreamInfo{SSRC: 10, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: 3}}}, &w)
+	h := &rtp.Header{SSRC: 10, Extensions: make([]rtp.Extension, 0, 4)}
+	payload := make([]byte, 1000)
 	b.ReportAllocs()
 	for b.Loop() {
-		w.ssrcs = w.ssrcs[:0]
-		_, _ = p.Write(h, nil, nil)
+		w.ssrcs, w.seqs = w.ssrcs[:0], w.seqs[:0]
+		_, _ = out.Write(h, payload, nil)
 	}
 }
 
@@ -214,8 +269,8 @@ func FuzzRTXPayloadType(f *testing.F) {
 	})
 }
 
-// TestPeersGetTheirOwnEstimators checks the handover from the cc
-// interceptor: every connection gets a fresh estimator, which reports
+// TestPeersGetTheirOwnEstimators checks the handover from the
+// estimator's factory: every connection gets a fresh estimator, which reports
 // congestion, and a subscriber's answer offers RTX for every video codec.
 func TestPeersGetTheirOwnEstimators(t *testing.T) {
 	e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())

@@ -4,11 +4,9 @@ import (
 	"fmt"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
-	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -127,7 +125,7 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 // packet (see registerInterceptors).
 const maxNACKsPerPacket = 3
 
-func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, logs logging.LoggerFactory, built func(*estimator)) error {
+func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, built func(*estimator)) error {
 	// pion unwraps RTX after the NACK generator has looked, so the
 	// generator never learns that a packet was repaired and would NACK it
 	// every 100 ms until it leaves its 512-packet log: measured over vnet,
@@ -153,20 +151,9 @@ func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, logs
 		return fmt.Errorf("rtc: twcc feedback: %w", err)
 	}
 	reg.Add(fb)
-	ccf, err := cc.NewInterceptor(newEstimatorFactory(logs))
-	if err != nil {
-		return fmt.Errorf("rtc: congestion control: %w", err)
-	}
-	ccf.OnNewPeerConnection(func(_ string, b cc.BandwidthEstimator) {
-		if est, ok := b.(*estimator); ok {
-			built(est)
-		}
-	})
-	reg.Add(ccf)
-	ext, err := twcc.NewHeaderExtensionInterceptor()
-	if err != nil {
-		return fmt.Errorf("rtc: twcc extension: %w", err)
-	}
-	reg.Add(ext)
+	// The send side: the focus's own estimator stamps transport-wide
+	// sequence numbers and reads the subscribers' feedback (see
+	// estimator).
+	reg.Add(estimatorFactory{built: built})
 	return nil
 }

@@ -16,7 +16,7 @@ type Peer struct {
 // Estimator returns the connection's send-side bandwidth estimate, for
 // focus.Participant.SetBandwidthEstimator on the connection that carries
 // a participant's subscriptions. It follows the subscriber's
-// transport-wide feedback through pion's gcc, or its REMB when it sends
+// transport-wide feedback (rtc/bwe), or its REMB when it sends
 // only REMB. It also implements focus.CongestionReporter.
 func (p *Peer) Estimator() focus.BandwidthEstimator { return p.est }
 

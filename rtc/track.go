@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/rtc/bwe"
 )
 
 // TrackInfo describes a remote track for the core. Layers is left for
@@ -168,18 +169,37 @@ func (t *LocalTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 func (t *LocalTrack) readRTCP(r interceptor.RTCPReader, done chan struct{}) {
 	defer close(done)
 	buf := make([]byte, 1500)
+	attr := interceptor.Attributes{}
+	var pkts []rtcp.Packet
 	for {
-		n, attr, err := r.Read(buf, interceptor.Attributes{})
+		clear(attr)
+		n, _, err := r.Read(buf, attr)
 		if err != nil {
 			return
 		}
-		// The cc interceptor has parsed the packets already and left
-		// them in attr.
-		pkts, err := attr.GetRTCPPackets(buf[:n])
-		if err != nil {
-			continue
+		// Only the requests the core answers are parsed: receiver
+		// reports and transport-wide feedback, most of what a subscriber
+		// sends, are left to the estimator, which reads them in place.
+		pkts = pkts[:0]
+		_ = bwe.Packets(buf[:n], func(pt, format uint8, b []byte) {
+			var p rtcp.Packet
+			switch {
+			case pt == ptTransportFeedback && format == fmtNACK:
+				p = &rtcp.TransportLayerNack{}
+			case pt == ptPayloadFeedback && format == fmtPLI:
+				p = &rtcp.PictureLossIndication{}
+			case pt == ptPayloadFeedback && format == fmtFIR:
+				p = &rtcp.FullIntraRequest{}
+			default:
+				return
+			}
+			if p.Unmarshal(b) == nil {
+				pkts = append(pkts, p)
+			}
+		})
+		if len(pkts) > 0 {
+			t.down.HandleRTCP(pkts)
 		}
-		t.down.HandleRTCP(pkts)
 	}
 }
 
