@@ -140,7 +140,7 @@ func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, buil
 	if err != nil {
 		return fmt.Errorf("rtc: receiver reports: %w", err)
 	}
-	reg.Add(rr)
+	reg.Add(senderReportsOnlyFactory{rr})
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 			return fmt.Errorf("rtc: register transport-cc: %w", err)
