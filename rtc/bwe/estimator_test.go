@@ -277,3 +277,58 @@ func BenchmarkSent(b *testing.B) {
 		e.Sent(uint16(i), 1200, time.Duration(i))
 	}
 }
+
+func TestSentAtUnwraps(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sent int64 // ns
+		now  int64 // ns
+	}{
+		{"same µs", 5_000_000, 5_000_400},
+		{"a second later", 5_000_000, 1_005_000_000},
+		{"across 2^32 µs", (1<<32 - 3_000) * 1e3, (1<<32 + 2_000_000) * 1e3},
+		{"an hour in, two seconds later", 3600e9, 3602e9},
+	} {
+		at := uint32(tc.sent / 1e3)
+		if got := sentAt(at, tc.now); got != tc.sent/1e3*1e3 {
+			t.Errorf("%s: sentAt %d, want %d", tc.name, got, tc.sent/1e3*1e3)
+		}
+	}
+}
+
+// TestEstimatorCountsEachPacketOnce: feedback repeated, or a packet
+// reported lost and then received, is counted once, as it finally was.
+func TestEstimatorCountsEachPacketOnce(t *testing.T) {
+	e := New(Config{Initial: 1e6})
+	for seq := range uint16(10) {
+		e.Sent(seq+1, 1000, time.Duration(seq)*time.Millisecond)
+	}
+	feedback := func(seqs ...uint16) {
+		rec := twcc.NewRecorder(1)
+		for _, s := range seqs {
+			rec.Record(1, s, int64(s)*1000+20_000)
+		}
+		for _, p := range rec.BuildFeedbackPacket() {
+			b, _ := p.Marshal()
+			if err := e.HandleTWCC(b, 50*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	feedback(1, 2, 4, 5) // 3 lost
+	feedback(1, 2, 4, 5) // the same again
+	if e.reported != 5 || e.lost != 1 {
+		t.Fatalf("after a repeated feedback: %d reported, %d lost; want 5 and 1", e.reported, e.lost)
+	}
+	feedback(3, 6) // 3 was late, not lost
+	if e.reported != 6 || e.lost != 0 {
+		t.Fatalf("after the late packet: %d reported, %d lost; want 6 and 0", e.reported, e.lost)
+	}
+	var bytes int
+	for _, b := range e.binBytes {
+		bytes += b
+	}
+	if bytes != 6*1000 {
+		t.Fatalf("acknowledged %d bytes, want 6000 (each received packet once)", bytes)
+	}
+}
