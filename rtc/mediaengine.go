@@ -135,12 +135,12 @@ func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, buil
 	if err != nil {
 		return fmt.Errorf("rtc: nack generator: %w", err)
 	}
-	reg.Add(gen)
+	reg.Add(receiveOnlyFactory{gen})
 	rr, err := report.NewReceiverInterceptor()
 	if err != nil {
 		return fmt.Errorf("rtc: receiver reports: %w", err)
 	}
-	reg.Add(senderReportsOnlyFactory{rr})
+	reg.Add(senderReportsOnlyFactory{receiveOnlyFactory{rr}})
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 			return fmt.Errorf("rtc: register transport-cc: %w", err)
@@ -150,7 +150,7 @@ func registerInterceptors(m *webrtc.MediaEngine, reg *interceptor.Registry, buil
 	if err != nil {
 		return fmt.Errorf("rtc: twcc feedback: %w", err)
 	}
-	reg.Add(fb)
+	reg.Add(receiveOnlyFactory{fb})
 	// The send side: the focus's own estimator stamps transport-wide
 	// sequence numbers and reads the subscribers' feedback (see
 	// estimator).
