@@ -7,7 +7,7 @@ import (
 )
 
 // CongestionReporter is implemented by a BandwidthEstimator that can
-// tell congestion apart from a low estimate (rtc's, from gcc). The core
+// tell congestion apart from a low estimate (rtc's). The core
 // probes only connections whose estimator implements it: without it a
 // failed probe would go unnoticed.
 type CongestionReporter interface {
@@ -16,8 +16,8 @@ type CongestionReporter interface {
 	Congestion() (loss float64, overusing bool)
 }
 
-// Probing parameters. gcc raises its estimate by about 8 % a second and
-// never above 1.5 times what it saw arrive, so a subscriber whose
+// Probing parameters. The estimator raises its estimate by about 8 % a
+// second and never above 1.5 times what it saw arrive, so a subscriber whose
 // estimate started at 1 Mbit/s would wait many seconds for a layer it
 // could take now. A probe sends padding on top of the media for a short
 // cluster; if the path carries it without queueing or loss, the probed
@@ -74,8 +74,8 @@ type probeInput struct {
 // of probeMaxLoss or more. The target then becomes the confirmed
 // bitrate, which estimate reports in place of a lower estimator figure
 // until the estimator catches up (confirmed is then dropped) or reports
-// congestion (confirmed is then dropped too, and gcc's own decrease
-// rules).
+// congestion (confirmed is then dropped too, and the estimator's own
+// decrease rules).
 type prober struct {
 	state     probeState
 	start     time.Time // of the cluster

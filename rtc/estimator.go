@@ -17,24 +17,25 @@ import (
 // A new subscriber starts at 3 Mbit/s: a small call's cameras (two
 // non-simulcast 720p videos, or the middle layers of four simulcast
 // ones) arrive whole from the first frame, instead of some being paused
-// for seconds while the estimate climbs (about 8 % a second) or a probe proves
-// more. A link that cannot take it shows delay or loss in the first
-// feedback, a few hundred milliseconds in, and the estimator cuts at once; with
-// simulcast the allocator then moves to lower layers. The floor keeps audio and one thumbnail
-// alive under heavy loss, where the estimate would otherwise sink towards
-// nothing and take seconds to recover. The ceiling is above
-// any layer set Element Call publishes, with room for screen sharing.
+// for seconds while the estimate climbs (about 8 % a second) or a probe
+// proves more. A link that cannot take it shows delay or loss in the
+// first feedback, a few hundred milliseconds in, and the estimator cuts
+// at once; with simulcast the allocator then moves to lower layers. The
+// floor keeps audio and one thumbnail alive under heavy loss, where the
+// estimate would otherwise sink towards nothing and take seconds to
+// recover. The ceiling is above any layer set Element Call publishes,
+// with room for screen sharing.
 const (
 	bweInitial = 3_000_000
 	bweMin     = 100_000
 	bweMax     = 20_000_000
 )
 
-// feedbackStale is how long after the last transport-wide feedback
-// the estimator's loss and overuse stop counting as congestion. A subscriber sends
-// feedback only about packets it receives; when the focus sends it
-// nothing (its only video paused for bandwidth), the estimator keeps
-// the verdict of the last feedback, the congestion that caused the pause,
+// feedbackStale is how long after the last transport-wide feedback the
+// estimator's loss and overuse stop counting as congestion. A subscriber
+// sends feedback only about packets it receives; when the focus sends it
+// nothing (its only video paused for bandwidth), the estimator keeps the
+// verdict of the last feedback, the congestion that caused the pause,
 // forever, and the prober, which never probes a congested connection,
 // would leave the video paused for good. Feedback comes every 100 ms or
 // so while anything flows.

@@ -1,8 +1,6 @@
 package rtc
 
 import (
-	"strings"
-
 	"github.com/pion/logging"
 	"github.com/rs/zerolog"
 )
@@ -21,21 +19,8 @@ func newLoggerFactory(log zerolog.Logger) *loggerFactory { return &loggerFactory
 
 func (f *loggerFactory) NewLogger(scope string) logging.LeveledLogger {
 	log := f.log.With().Str("pion", scope).Logger()
-	if strings.HasPrefix(scope, "gcc") {
-		// The congestion controller logs its state at every feedback
-		// packet (dozens a second per subscriber): trace only.
-		return gccLogger{pionLogger{log: log}}
-	}
 	return pionLogger{log: log}
 }
-
-// gccLogger demotes gcc's info and debug lines to trace.
-type gccLogger struct{ pionLogger }
-
-func (l gccLogger) Debug(msg string)                  { l.log.Trace().Msg(msg) }
-func (l gccLogger) Debugf(format string, args ...any) { l.log.Trace().Msgf(format, args...) }
-func (l gccLogger) Info(msg string)                   { l.log.Trace().Msg(msg) }
-func (l gccLogger) Infof(format string, args ...any)  { l.log.Trace().Msgf(format, args...) }
 
 type pionLogger struct{ log zerolog.Logger }
 

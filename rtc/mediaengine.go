@@ -108,14 +108,13 @@ func newMediaEngine() (*webrtc.MediaEngine, error) {
 // acts only on the streams of its direction, so one registry serves
 // connections that publish, subscribe, or both:
 //   - from publishers: NACK generation, receiver reports, TWCC feedback;
-//   - to subscribers: the transport-wide sequence number extension, and
-//     congestion control (cc with gcc, one estimator per connection,
-//     handed to built as the connection is made).
+//   - to subscribers: the focus's own estimator (see estimator), which
+//     sets the transport-wide sequence number and reads the feedback,
+//     one per connection, handed to built as the connection is made.
 //
-// Order matters: a registry wraps each outgoing packet's writer in the
-// order of registration, so the one added last sees the packet first.
-// The sequence-number extension goes last, so that gcc, which records
-// each packet by its transport-wide number, finds the number set.
+// The receiving ones start their goroutines only when a connection
+// receives (receiveOnly), and the receiver reports see only RTCP that
+// holds a sender report (senderReportsOnly).
 //
 // Left out on purpose: the NACK responder (it copies every outgoing
 // packet per connection), the stats interceptor (it clones headers), and

@@ -47,7 +47,7 @@ const HeadroomPercent = 10
 // for a video that is already forwarded to keep it rather than be
 // paused. Pausing a subscriber's video stops most of the traffic its
 // congestion feedback is made of, and a delay- and loss-based estimator
-// (gcc cuts at every lossy report) that dipped below the lowest layer in
+// (it cuts at every lossy batch of feedback) that dipped below the lowest layer in
 // a burst of loss would then stay there: the video would stay paused on
 // a link that can carry it. Kept, the layer's own packets show whether
 // the link carries it. Only one track can profit in practice: it takes
