@@ -451,6 +451,11 @@ func (t *Transport) invited(ctx context.Context, room id.RoomID, inviter id.User
 		req.Via = []string{server}
 	}
 	if _, err := t.as.JoinRoom(cctx, string(room), req); err != nil {
+		if ctx.Err() != nil {
+			// The focus is shutting down: not a failure of the join.
+			log.Debug().Err(err).Msg("matrix: the join of an invited room was cut short by shutdown")
+			return
+		}
 		log.Error().Err(err).Str("homeserver", t.cfg.HomeserverURL).Msg("matrix: could not join the room the bot was invited to")
 		return
 	}

@@ -36,7 +36,7 @@ func (s *Server) serveOffer(w http.ResponseWriter, r *http.Request, kind session
 			return e
 		}
 		pinned = focus.ParticipantID(r.URL.Query().Get("stream"))
-		sources = s.waitSources(r.Context(), room, pinned)
+		sources = s.waitSources(r.Context(), room, pinned, sections)
 		if len(sources) == 0 {
 			if pinned != "" {
 				return reject(http.StatusNotFound, "no stream %q is published in room %q", pinned, room)

@@ -17,14 +17,15 @@ import (
 // has just connected has no tracks until its first packets arrive.
 const sourceWait = 5 * time.Second
 
-// waitSources chooses what a new viewer of room watches: the pinned
-// publisher, or else the publisher that started last, waiting up to
-// sourceWait for its tracks. Should that publisher have none by then, the
-// newest publisher with tracks is chosen.
-func (s *Server) waitSources(ctx context.Context, room string, pinned focus.ParticipantID) []*focus.UpTrack {
+// waitSources chooses what a new viewer of room, whose offer has
+// sections media sections, watches: the pinned publisher, or else the
+// publisher that started last, waiting up to sourceWait for its tracks.
+// Should that publisher have none by then, the newest publisher with
+// tracks is chosen.
+func (s *Server) waitSources(ctx context.Context, room string, pinned focus.ParticipantID, sections int) []*focus.UpTrack {
 	deadline := time.Now().Add(sourceWait)
 	for {
-		srcs, complete := s.pickSources(room, pinned)
+		srcs, complete := s.pickSources(room, pinned, sections)
 		if complete || time.Now().After(deadline) || ctx.Err() != nil {
 			if len(srcs) == 0 && pinned == "" {
 				srcs = s.newestPublication(room)
@@ -40,8 +41,14 @@ func (s *Server) waitSources(ctx context.Context, room string, pinned focus.Part
 
 // pickSources returns the tracks of the pinned or newest publisher
 // session, and whether that publisher has all of its tracks yet. A pinned
-// publisher may also be any participant of the room's conference.
-func (s *Server) pickSources(room string, pinned focus.ParticipantID) ([]*focus.UpTrack, bool) {
+// publisher may also be any participant of the room's conference; whose
+// offer this front-end never saw, so it counts as complete once it has a
+// track of as many kinds as the viewer's offer has sections (at most
+// two, audio and video). A cascade proxy publishes its origin's tracks as
+// the origin's gossip names them, one by one while the origin's publisher
+// is starting, and a viewer answered in between would never get the
+// others (WHEP cannot renegotiate).
+func (s *Server) pickSources(room string, pinned focus.ParticipantID, sections int) ([]*focus.UpTrack, bool) {
 	sessions := s.roomSessions(room)
 	for i := len(sessions) - 1; i >= 0; i-- {
 		sess := sessions[i]
@@ -57,7 +64,8 @@ func (s *Server) pickSources(room string, pinned focus.ParticipantID) ([]*focus.
 		// that the cascade shows here.
 		if c := s.opts.SFU.Conference(ConferenceID(room)); c != nil {
 			if p := c.Participant(pinned); p != nil {
-				return onePerKind(p.Tracks()), true
+				srcs := onePerKind(p.Tracks())
+				return srcs, len(srcs) >= min(sections, 2)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package focustest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -70,7 +71,13 @@ func (l *Log) Tail(n int) string {
 // test failed.
 func (l *Log) Report() {
 	if path := os.Getenv(LogEnv); path != "" {
-		if err := os.WriteFile(path, l.bytes(), 0o644); err != nil {
+		// Appended: a test with several foci writes each one's log.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			_, err = f.Write(l.bytes())
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
 			l.t.Errorf("write focus log: %v", err)
 		}
 	}
