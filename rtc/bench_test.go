@@ -30,14 +30,7 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 	d, _ := sub.Subscribe(up)
 
 	// The subscriber: a plain pion peer that offers to receive VP8.
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	viewer, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer viewer.Close()
+	viewer := plainPeer(b)
 	if _, err := viewer.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		b.Fatal(err)
 	}
@@ -60,7 +53,11 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 	}
 	defer focusPC.Close()
 	lt := NewLocalTrack(d, "video", "bench", focusPC, zerolog.Nop())
-	connect(b, viewer, focusPC.PeerConnection, lt)
+	negotiate(b, viewer, focusPC.PeerConnection, func() {
+		if _, err := focusPC.AddTrack(lt); err != nil {
+			b.Fatal(err)
+		}
+	})
 
 	payload := append([]byte{0x10, 0x00, 0x9d, 0x01, 0x2a}, make([]byte, 1000)...)
 	bufs := make([][]byte, 64)
@@ -94,33 +91,51 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 	}
 }
 
-func connect(b testing.TB, viewer, focusPC *webrtc.PeerConnection, lt *LocalTrack) {
-	b.Helper()
-	offer, err := viewer.CreateOffer(nil)
+// plainPeer is a pion PeerConnection with pion's defaults, on loopback
+// UDP: a client, not the focus. It is closed when the test ends.
+func plainPeer(tb testing.TB) *webrtc.PeerConnection {
+	tb.Helper()
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	g := webrtc.GatheringCompletePromise(viewer)
-	if err := viewer.SetLocalDescription(offer); err != nil {
-		b.Fatal(err)
+	tb.Cleanup(func() { _ = pc.Close() })
+	return pc
+}
+
+// negotiate runs one offer and answer between two local peers, each
+// description with all its candidates; beforeAnswer, if not nil, runs
+// once the answerer has the offer (to add tracks to the answer).
+func negotiate(tb testing.TB, offerer, answerer *webrtc.PeerConnection, beforeAnswer func()) {
+	tb.Helper()
+	offer, err := offerer.CreateOffer(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(offerer)
+	if err := offerer.SetLocalDescription(offer); err != nil {
+		tb.Fatal(err)
 	}
 	<-g
-	if err := focusPC.SetRemoteDescription(*viewer.LocalDescription()); err != nil {
-		b.Fatal(err)
+	if err := answerer.SetRemoteDescription(*offerer.LocalDescription()); err != nil {
+		tb.Fatal(err)
 	}
-	if _, err := focusPC.AddTrack(lt); err != nil {
-		b.Fatal(err)
+	if beforeAnswer != nil {
+		beforeAnswer()
 	}
-	ans, err := focusPC.CreateAnswer(nil)
+	ans, err := answerer.CreateAnswer(nil)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	g = webrtc.GatheringCompletePromise(focusPC)
-	if err := focusPC.SetLocalDescription(ans); err != nil {
-		b.Fatal(err)
+	g = webrtc.GatheringCompletePromise(answerer)
+	if err := answerer.SetLocalDescription(ans); err != nil {
+		tb.Fatal(err)
 	}
 	<-g
-	if err := viewer.SetRemoteDescription(*focusPC.LocalDescription()); err != nil {
-		b.Fatal(err)
+	if err := offerer.SetRemoteDescription(*answerer.LocalDescription()); err != nil {
+		tb.Fatal(err)
 	}
 }

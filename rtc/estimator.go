@@ -199,8 +199,10 @@ func (e *estimator) handleRTCP(b []byte) {
 	}
 }
 
-// RTCP packet types and formats the focus reads (RFC 4585, RFC 5104).
+// RTCP packet types and formats the focus reads (RFC 3550, RFC 4585,
+// RFC 5104).
 const (
+	ptSenderReport      = 200 // SR
 	ptTransportFeedback = 205 // RTPFB
 	ptPayloadFeedback   = 206 // PSFB
 	fmtNACK             = 1   // RTPFB: generic NACK

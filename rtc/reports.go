@@ -6,9 +6,6 @@ import (
 	"github.com/focus-sfu/focus/rtc/bwe"
 )
 
-// ptSenderReport is the RTCP packet type of a sender report (RFC 3550).
-const ptSenderReport = 200
-
 // senderReportsOnly wraps pion's receiver-report interceptor, which
 // reads the RTCP of every connection for the sender reports it needs
 // (their times go into the receiver reports the focus sends

@@ -47,14 +47,7 @@ func TestReceiveLayer(t *testing.T) {
 	}
 
 	// The sender: a plain pion peer with one VP8 track, no RID.
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	sender, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
+	sender := plainPeer(t)
 	local, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "s")
 	if err != nil {
 		t.Fatal(err)
@@ -73,30 +66,7 @@ func TestReceiveLayer(t *testing.T) {
 		defer wg.Done()
 		ReceiveLayer(up, 2, track, recv, func([]byte) { rewritten.Add(1) }, zerolog.Nop())
 	})
-	offer, err := sender.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(sender)
-	if err := sender.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-g
-	if err := receiver.SetRemoteDescription(*sender.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := receiver.CreateAnswer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g = webrtc.GatheringCompletePromise(receiver.PeerConnection)
-	if err := receiver.SetLocalDescription(answer); err != nil {
-		t.Fatal(err)
-	}
-	<-g
-	if err := sender.SetRemoteDescription(*receiver.LocalDescription()); err != nil {
-		t.Fatal(err)
-	}
+	negotiate(t, sender, receiver.PeerConnection, nil)
 
 	// Keyframes of 1280x720 until layer 2 knows its size.
 	payload := vp8.AppendFrameHeader([]byte{0x10}, true, 1280, 720)

@@ -286,13 +286,9 @@ type meshNode struct {
 // and the trunks with what they carry.
 func (m *meshFrontend) statusHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		if !readOnly(w, r, "application/json") {
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
 		st := meshStatus{Self: m.node.Self(), Nodes: []meshNode{}, Cascade: m.cascade.Status()}
 		for _, n := range m.node.Nodes() {
 			st.Nodes = append(st.Nodes, meshNode{

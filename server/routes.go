@@ -58,14 +58,24 @@ func (s *Server) adminRoutes() http.Handler {
 }
 
 func healthz(w http.ResponseWriter, r *http.Request) {
+	if !readOnly(w, r, "text/plain; charset=utf-8") {
+		return
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// readOnly answers anything but GET and HEAD with 405, and otherwise
+// sets the response's content type and forbids caching: what the
+// server's status routes share. It reports whether to go on.
+func readOnly(w http.ResponseWriter, r *http.Request, contentType string) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
+		return false
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "no-store")
-	_, _ = io.WriteString(w, "ok\n")
+	return true
 }
 
 // limitBody caps request bodies at maxBody, refusing a declared larger body

@@ -85,13 +85,13 @@ const (
 	decreaseHold = 300 * time.Millisecond
 )
 
-// Usage is the delay detector's verdict on the path's queue.
-type Usage uint8
+// usage is the delay detector's verdict on the path's queue.
+type usage uint8
 
 const (
-	Normal   Usage = iota // the queue is steady
-	Overuse               // the queue grows: the path is full
-	Underuse              // the queue drains
+	normal   usage = iota // the queue is steady
+	overuse               // the queue grows: the path is full
+	underuse              // the queue drains
 )
 
 // sent is one packet of the history, in 8 bytes: 2048 of them are a
@@ -126,7 +126,6 @@ func sentAt(at uint32, now int64) int64 {
 type group struct {
 	firstSend, lastSend int64 // ns
 	lastArrival         int64 // µs on the feedback clock
-	size                int
 }
 
 // Estimator is one connection's send-side estimate. Sent and HandleTWCC
@@ -155,7 +154,6 @@ type Estimator struct {
 	acc, smoothed float64
 	samples       int
 	window        [trendWindow]struct{ x, y float64 }
-	windowLen     int
 	windowNext    int
 	prevTrend     float64
 
@@ -164,11 +162,11 @@ type Estimator struct {
 	lastUpdate    int64 // µs of the last threshold update
 	overusingTime float64
 	overuseCount  int
-	usage         Usage
+	usage         usage
 	lastSample    int64 // µs of the last sample's arrival
 
 	// The rate controller.
-	increasing   bool  // hold until Normal after a decrease
+	increasing   bool  // hold until normal after a decrease
 	lastChange   int64 // ns of the last update of target
 	lastDecrease int64 // ns
 	avgMax       float64
@@ -233,7 +231,7 @@ func (e *Estimator) Congested(now time.Duration) (loss float64, overusing bool) 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	recent := e.lastDecrease != 0 && int64(now)-e.lastDecrease < int64(decreaseHold)
-	return e.loss, e.usage == Overuse || recent
+	return e.loss, e.usage == overuse || recent
 }
 
 // Unknown counts reported packets that were not in the history (too
@@ -316,7 +314,7 @@ func (e *Estimator) report(seq uint16, received bool, arrival, now int64) {
 	}
 	s.size |= receivedBit
 	e.acked(arrival, s.bytes())
-	e.sample(sentAt(s.at, now), arrival, s.bytes())
+	e.sample(sentAt(s.at, now), arrival)
 }
 
 // acked adds a received packet's bytes to the acknowledged rate.
@@ -362,14 +360,13 @@ func (e *Estimator) ackedRate() float64 {
 
 // sample groups a received packet (sent at ns, arrived at µs) into a
 // burst and, when a burst is complete, feeds its delay to the trend.
-func (e *Estimator) sample(sentAt, arrival int64, size int) {
+func (e *Estimator) sample(sentAt, arrival int64) {
 	if e.haveCur && sentAt < e.cur.firstSend {
 		return // reordered before the group: no use for the gradient
 	}
 	if e.haveCur && sentAt-e.cur.firstSend <= int64(burstTime) {
 		e.cur.lastSend = max(e.cur.lastSend, sentAt)
 		e.cur.lastArrival = max(e.cur.lastArrival, arrival)
-		e.cur.size += size
 		return
 	}
 	if e.haveCur {
@@ -380,7 +377,7 @@ func (e *Estimator) sample(sentAt, arrival int64, size int) {
 		}
 		e.prev, e.havePrev = e.cur, true
 	}
-	e.cur, e.haveCur = group{firstSend: sentAt, lastSend: sentAt, lastArrival: arrival, size: size}, true
+	e.cur, e.haveCur = group{firstSend: sentAt, lastSend: sentAt, lastArrival: arrival}, true
 }
 
 // trend adds one delay variation (ms) at arrival (µs) to the trend line
@@ -395,9 +392,8 @@ func (e *Estimator) trend(delta float64, arrival int64) {
 	x := float64(arrival-e.firstArrival) / 1e3
 	e.window[e.windowNext] = struct{ x, y float64 }{x, e.smoothed}
 	e.windowNext = (e.windowNext + 1) % trendWindow
-	e.windowLen = min(e.windowLen+1, trendWindow)
 	slope := e.prevTrend
-	if e.windowLen == trendWindow {
+	if e.samples >= trendWindow { // the window is full
 		slope = e.slope()
 	}
 	e.detect(slope, arrival)
@@ -441,14 +437,14 @@ func (e *Estimator) detect(slope float64, arrival int64) {
 		e.overuseCount++
 		if e.overusingTime > overuseTime && e.overuseCount > 1 && slope >= e.prevTrend {
 			e.overusingTime, e.overuseCount = 0, 0
-			e.usage = Overuse
+			e.usage = overuse
 		}
 	case m < -e.threshold:
 		e.overusingTime, e.overuseCount = -1, 0
-		e.usage = Underuse
+		e.usage = underuse
 	default:
 		e.overusingTime, e.overuseCount = -1, 0
-		e.usage = Normal
+		e.usage = normal
 	}
 	e.adaptThreshold(m, arrival)
 }
@@ -485,7 +481,7 @@ func (e *Estimator) update(now int64) {
 	e.lastChange = now
 
 	switch e.usage {
-	case Overuse:
+	case overuse:
 		if e.lastDecrease == 0 || now-e.lastDecrease >= int64(decreaseHold) {
 			if acked > 0 {
 				e.noteMax(acked)
@@ -495,9 +491,9 @@ func (e *Estimator) update(now int64) {
 			}
 			e.lastDecrease, e.increasing = now, false
 		}
-	case Underuse:
+	case underuse:
 		e.increasing = false // the queue drains: hold
-	case Normal:
+	case normal:
 		if !e.increasing {
 			e.increasing = true // hold one round after a decrease
 			break
