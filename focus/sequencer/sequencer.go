@@ -10,6 +10,7 @@
 package sequencer
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -56,7 +57,7 @@ type Sequencer struct {
 	mu          sync.Mutex
 	mask        uint16
 	slots       []slot
-	minInterval int64 // nanoseconds
+	minInterval int32 // milliseconds
 	maxResends  uint8
 
 	highest uint16 // newest outgoing seq pushed (valid when started)
@@ -65,12 +66,23 @@ type Sequencer struct {
 
 type slot struct {
 	Entry
+	// sentAt is the push or the last resend in unix milliseconds,
+	// modulo 2^32 (49 days): only differences of seconds are taken. A
+	// slot is 24 bytes, and a video down track has hundreds.
+	sentAt  uint32
 	outSeq  uint16 // full outgoing seq: a slot reused by a newer seq is stale
-	valid   bool
-	late    bool // pushed after a newer seq: forwarded out of order
+	flags   uint8
 	resends uint8
-	sentAt  int64 // unix nanoseconds of the push or the last resend
 }
+
+// Slot flags.
+const (
+	pushed uint8 = 1 << iota // the slot holds a packet
+	late                     // pushed after a newer seq: forwarded out of order
+)
+
+// millis is t in unix milliseconds, modulo 2^32.
+func millis(t time.Time) uint32 { return uint32(t.UnixMilli()) }
 
 // New returns a sequencer remembering the last slots outgoing packets,
 // rounded up to a power of two and capped at 32768, with the default
@@ -97,7 +109,7 @@ func NewWithOptions(slots int, o Options) *Sequencer {
 	return &Sequencer{
 		mask:        uint16(n - 1),
 		slots:       make([]slot, n),
-		minInterval: int64(o.MinInterval),
+		minInterval: int32(min(max(o.MinInterval.Milliseconds(), 1), math.MaxInt32)),
 		maxResends:  uint8(o.MaxResends),
 	}
 }
@@ -105,11 +117,13 @@ func NewWithOptions(slots int, o Options) *Sequencer {
 // Push records what was sent as outSeq at now.
 func (s *Sequencer) Push(outSeq uint16, e Entry, now time.Time) {
 	s.mu.Lock()
-	late := s.started && int16(outSeq-s.highest) < 0
-	if !late {
+	flags := pushed
+	if s.started && int16(outSeq-s.highest) < 0 {
+		flags |= late
+	} else {
 		s.highest, s.started = outSeq, true
 	}
-	s.slots[outSeq&s.mask] = slot{Entry: e, outSeq: outSeq, valid: true, late: late, sentAt: now.UnixNano()}
+	s.slots[outSeq&s.mask] = slot{Entry: e, outSeq: outSeq, flags: flags, sentAt: millis(now)}
 	s.mu.Unlock()
 }
 
@@ -125,7 +139,7 @@ func (s *Sequencer) Lookup(outSeq uint16, now time.Time) (Entry, bool) {
 		return Entry{}, false
 	}
 	sl := &s.slots[outSeq&s.mask]
-	if !sl.valid || sl.outSeq != outSeq || sl.resends >= s.maxResends {
+	if sl.flags&pushed == 0 || sl.outSeq != outSeq || sl.resends >= s.maxResends {
 		return Entry{}, false
 	}
 	// The first resend may follow the original at once: a receiver NACKs
@@ -135,8 +149,8 @@ func (s *Sequencer) Lookup(outSeq uint16, now time.Time) (Entry, bool) {
 	// was forwarded late (after newer ones, as when the publisher's own
 	// retransmission filled a gap): the receiver NACKed the gap the
 	// packet left, and the NACK most likely crossed the packet itself.
-	t := now.UnixNano()
-	if (sl.resends > 0 || sl.late) && t-sl.sentAt < s.minInterval {
+	t := millis(now)
+	if (sl.resends > 0 || sl.flags&late != 0) && int32(t-sl.sentAt) < s.minInterval {
 		return Entry{}, false
 	}
 	sl.sentAt = t

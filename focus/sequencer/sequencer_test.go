@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 var t0 = time.Unix(1700000000, 0)
@@ -167,5 +168,13 @@ func BenchmarkLookup(b *testing.B) {
 		seq++
 		now = now.Add(time.Millisecond)
 		s.Lookup(seq&511, now)
+	}
+}
+
+// A video down track holds hundreds of slots; their size is a good part
+// of what a subscriber costs in memory.
+func TestSlotSize(t *testing.T) {
+	if n := unsafe.Sizeof(slot{}); n != 24 {
+		t.Fatalf("a slot is %d bytes, want 24", n)
 	}
 }
