@@ -184,7 +184,9 @@ func (e *Engine) NewPeerConnection() (*Peer, error) {
 		_ = pc.Close()
 		return nil, errors.New("rtc: new peer connection: the congestion controller was not built")
 	}
-	return &Peer{PeerConnection: pc, est: est}, nil
+	p := &Peer{PeerConnection: pc, est: est}
+	e.attachDirectPath(p)
+	return p, nil
 }
 
 // UDPAddr returns the bound media address.

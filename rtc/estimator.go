@@ -80,6 +80,12 @@ type estimator struct {
 	// rtcpErrors counts feedback bwe refused as malformed; a refusal
 	// never ends the track's RTCP loop.
 	rtcpErrors atomic.Uint64
+
+	// direct is the connection's direct path to the media socket, once
+	// its DTLS handshake is done (see directPath). The estimator is the
+	// one interceptor that handles local streams (the others serve what
+	// the focus receives), so all RTP the focus sends goes through it.
+	direct atomic.Pointer[directPath]
 }
 
 var (
@@ -136,7 +142,8 @@ func (e *estimator) Congestion() (loss float64, overusing bool) {
 
 // BindLocalStream implements interceptor.Interceptor. Retransmissions
 // and padding are written through their stream's writer with the RTX
-// SSRC, so they are stamped and counted too.
+// SSRC, so they are stamped and counted too. Each packet then takes the
+// direct path if the connection has one, else pion's SRTP writer w.
 func (e *estimator) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
 	var id uint8
 	for _, x := range info.RTPHeaderExtensions {
@@ -144,17 +151,21 @@ func (e *estimator) BindLocalStream(info *interceptor.StreamInfo, w interceptor.
 			id = uint8(x.ID)
 		}
 	}
-	if id == 0 {
-		return w // the subscriber sends no transport-wide feedback
-	}
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		seq := uint16(e.seq.Add(1))
-		b := &e.ext[seq%uint16(len(e.ext))]
-		binary.BigEndian.PutUint16(b[:], seq)
-		if err := h.SetExtension(id, b[:]); err != nil {
-			return 0, err
+		if id != 0 {
+			seq := uint16(e.seq.Add(1))
+			b := &e.ext[seq%uint16(len(e.ext))]
+			binary.BigEndian.PutUint16(b[:], seq)
+			if err := h.SetExtension(id, b[:]); err != nil {
+				return 0, err
+			}
+			e.bwe.Sent(seq, len(payload)+rtpOverhead, e.bwe.Now())
 		}
-		e.bwe.Sent(seq, len(payload)+rtpOverhead, e.bwe.Now())
+		if d := e.direct.Load(); d != nil {
+			if n, sent, err := d.write(h, payload); sent {
+				return n, err
+			}
+		}
 		return w.Write(h, payload, a)
 	})
 }

@@ -1,0 +1,252 @@
+package rtc
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// directPath sends a connection's RTP straight to the media socket. It
+// encrypts with an SRTP context of its own, keyed from the connection's
+// DTLS handshake as pion keys its own, and queues each packet on the
+// batched socket for the remote address of the selected ICE pair. Per
+// packet that skips pion's SRTP session (a lock, a map and a channel),
+// its transport mux, its ICE connection (a channel, a clock read, pair
+// statistics) and its UDP mux (a lock and an address search): about a
+// tenth of the CPU of a forwarded packet (docs/performance.md).
+//
+// pion keeps everything else: ICE checks, consent and keepalives, DTLS,
+// SRTCP both ways, and all the media the focus receives. Once a
+// connection has a direct path, pion encrypts none of its RTP (the
+// estimator, which every local stream's packets pass, sends them here),
+// so two contexts never number the same SSRC.
+type directPath struct {
+	conn *batchConn
+
+	mu     sync.Mutex
+	ctx    *srtp.Context
+	to     netip.AddrPort
+	closed bool
+	header rtp.Header // EncryptRTP's parse of each packet, reused
+	buf    [slotSize]byte
+}
+
+var errNoDirectPath = errors.New("rtc: no direct path")
+
+// newDirectPath keys a path for the connection pc, whose DTLS transport
+// d has finished its handshake.
+func newDirectPath(conn *batchConn, pc *webrtc.PeerConnection, d *webrtc.DTLSTransport) (*directPath, error) {
+	dc := dtlsConnOf(d)
+	if dc == nil {
+		return nil, fmt.Errorf("%w: the DTLS connection is not reachable", errNoDirectPath)
+	}
+	profile, ok := dc.SelectedSRTPProtectionProfile()
+	if !ok {
+		return nil, fmt.Errorf("%w: no SRTP profile was negotiated", errNoDirectPath)
+	}
+	state, ok := dc.ConnectionState()
+	if !ok {
+		return nil, fmt.Errorf("%w: the DTLS handshake is not done", errNoDirectPath)
+	}
+	client, err := dtlsClient(pc)
+	if err != nil {
+		return nil, err
+	}
+	cfg := srtp.Config{Profile: srtp.ProtectionProfile(profile)}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoDirectPath, err)
+	}
+	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoDirectPath, err)
+	}
+	return &directPath{
+		conn:   conn,
+		ctx:    ctx,
+		header: rtp.Header{CSRC: make([]uint32, 0, 15), Extensions: make([]rtp.Extension, 0, maxExtensions)},
+	}, nil
+}
+
+// maxExtensions bounds the header extensions of a packet the focus sends
+// without allocating to parse it.
+const maxExtensions = 16
+
+// dtlsConnOf returns the DTLS connection of d, which pion does not
+// export, or nil. pion's version is pinned in go.mod, and
+// TestDirectPathCarriesMedia fails if a new one moves the field.
+func dtlsConnOf(d *webrtc.DTLSTransport) *dtls.Conn {
+	f := reflect.ValueOf(d).Elem().FieldByName("conn")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[*dtls.Conn]() {
+		return nil
+	}
+	return *(**dtls.Conn)(unsafe.Pointer(f.UnsafeAddr()))
+}
+
+// dtlsClient reports whether the focus is the DTLS client of pc, as pion
+// decides it: the inverse of the remote description's setup role, else
+// (the remote offered actpass) the answering role the engine sets,
+// server.
+func dtlsClient(pc *webrtc.PeerConnection) (bool, error) {
+	remote := pc.CurrentRemoteDescription()
+	if remote == nil {
+		return false, fmt.Errorf("%w: no remote description", errNoDirectPath)
+	}
+	// Parsed afresh: pion's SessionDescription caches its parse in
+	// itself, and pion reads that from other goroutines.
+	parsed := &sdp.SessionDescription{}
+	if err := parsed.UnmarshalString(remote.SDP); err != nil {
+		return false, fmt.Errorf("%w: %v", errNoDirectPath, err)
+	}
+	setup, ok := parsed.Attribute(sdp.AttrKeyConnectionSetup)
+	for _, m := range parsed.MediaDescriptions {
+		if ok {
+			break
+		}
+		setup, ok = m.Attribute(sdp.AttrKeyConnectionSetup)
+	}
+	switch strings.TrimSpace(setup) {
+	case sdp.ConnectionRoleActive.String():
+		return false, nil
+	case sdp.ConnectionRolePassive.String():
+		return true, nil
+	}
+	return false, nil
+}
+
+// setRemote points the path at the remote address of ice's selected
+// pair. A pair the media socket does not carry (TCP, or a relay of the
+// focus's own) leaves the path without one, and packets go pion's way.
+func (p *directPath) setRemote(pair *webrtc.ICECandidatePair) {
+	var to netip.AddrPort
+	if pair != nil && pair.Remote != nil && pair.Local != nil &&
+		pair.Remote.Protocol == webrtc.ICEProtocolUDP && pair.Local.Typ != webrtc.ICECandidateTypeRelay {
+		if a, err := netip.ParseAddr(pair.Remote.Address); err == nil {
+			to = netip.AddrPortFrom(a, pair.Remote.Port)
+		}
+	}
+	p.mu.Lock()
+	p.to = to
+	p.mu.Unlock()
+}
+
+// close stops the path: a closed connection sends nothing more.
+func (p *directPath) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+}
+
+// write encrypts and queues one packet. It reports false when the path
+// has no remote address, and the caller sends the packet pion's way.
+func (p *directPath) write(h *rtp.Header, payload []byte) (int, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, true, errDirectClosed
+	}
+	if !p.to.IsValid() {
+		return 0, false, nil
+	}
+	n, err := h.MarshalTo(p.buf[:])
+	if err != nil {
+		return 0, true, err
+	}
+	if n+len(payload)+srtpOverhead > len(p.buf) {
+		return 0, true, fmt.Errorf("rtc: an RTP packet of %d bytes is too long", n+len(payload))
+	}
+	n += copy(p.buf[n:], payload)
+	// Sealed in place: the header stays, the payload is encrypted over
+	// itself and the tag follows.
+	out, err := p.ctx.EncryptRTP(p.buf[:0], p.buf[:n], &p.header)
+	if err != nil {
+		return 0, true, err
+	}
+	if _, err := p.conn.WriteToAddrPort(out, p.to); err != nil {
+		return 0, true, err
+	}
+	return n, true, nil
+}
+
+var errDirectClosed = errors.New("rtc: the connection is closed")
+
+// srtpOverhead bounds what SRTP adds to a packet: the authentication tag.
+const srtpOverhead = 16
+
+// attachDirectPath gives p's RTP the direct path once its DTLS handshake
+// is done, when the media socket is the batched one.
+func (e *Engine) attachDirectPath(p *Peer) {
+	conn, ok := e.conn.(*batchConn)
+	if !ok {
+		return // a simulated network: pion's path only
+	}
+	d := p.SCTP().Transport()
+	ice := d.ICETransport()
+	est := p.est
+	// mu orders the handlers below with the keying, so that the path
+	// has the latest pair and a closed connection's path stays closed.
+	var mu sync.Mutex
+	// paired mirrors whether pion's ICE connection has a selected pair
+	// to write to. An ICE restart unsets the pair without telling
+	// anyone, and pion then drops RTP until a new pair is chosen; the
+	// direct path must not go on sending to the old address, where the
+	// restarted peer drops it or takes it late. The restart moves the
+	// ICE state to checking, which is told.
+	paired := func(s webrtc.ICETransportState) bool {
+		return s == webrtc.ICETransportStateConnected || s == webrtc.ICETransportStateCompleted ||
+			s == webrtc.ICETransportStateDisconnected
+	}
+	// follow points path at the current pair, or at none.
+	follow := func(path *directPath) {
+		var pair *webrtc.ICECandidatePair
+		if paired(ice.State()) {
+			pair, _ = ice.GetSelectedCandidatePair()
+		}
+		path.setRemote(pair)
+	}
+	d.OnStateChange(func(state webrtc.DTLSTransportState) {
+		switch state {
+		case webrtc.DTLSTransportStateConnected:
+			// pion calls this holding the transport's lock; the path
+			// is keyed outside it.
+			go func() {
+				path, err := newDirectPath(conn, p.PeerConnection, d)
+				if err != nil {
+					e.log.Debug().Err(err).Msg("rtc: RTP takes pion's path")
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if d.State() != webrtc.DTLSTransportStateConnected {
+					return // closed meanwhile
+				}
+				follow(path)
+				est.direct.Store(path)
+			}()
+		case webrtc.DTLSTransportStateClosed, webrtc.DTLSTransportStateFailed:
+			mu.Lock()
+			defer mu.Unlock()
+			if path := est.direct.Load(); path != nil {
+				path.close()
+			}
+		}
+	})
+	refollow := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if path := est.direct.Load(); path != nil {
+			follow(path)
+		}
+	}
+	ice.OnSelectedCandidatePairChange(func(*webrtc.ICECandidatePair) { refollow() })
+	ice.OnConnectionStateChange(func(webrtc.ICETransportState) { refollow() })
+}

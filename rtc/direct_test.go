@@ -1,0 +1,225 @@
+package rtc
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/focus-sfu/focus/focus"
+)
+
+// TestDirectPathCarriesMedia forwards video to a plain pion viewer over a
+// real connection, with the focus as DTLS server (the viewer offers) and
+// as DTLS client (the focus offers and the viewer answers passive), and
+// checks that the packets took the direct path, decrypt at the viewer and
+// arrive once each, in order; and that closing the connection stops the
+// path.
+func TestDirectPathCarriesMedia(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		focusOffers bool
+	}{{"focus answers", false}, {"focus offers", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			sfu := focus.New(focus.Options{})
+			defer sfu.Close()
+			pub, _ := sfu.Join("c", focus.ParticipantInfo{})
+			up, _ := pub.Publish(focus.TrackInfo{Kind: focus.KindVideo, Codec: focusCodec(Codecs[1])}, nil)
+			sub, _ := sfu.Join("c", focus.ParticipantInfo{})
+			d, _ := sub.Subscribe(up)
+
+			var se webrtc.SettingEngine
+			se.SetIncludeLoopbackCandidate(true)
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+			if tc.focusOffers {
+				if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+					t.Fatal(err)
+				}
+			}
+			viewer, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer viewer.Close()
+			got := make(chan uint16, 1000)
+			viewer.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+				for {
+					p, _, err := tr.ReadRTP()
+					if err != nil {
+						return
+					}
+					got <- binary.BigEndian.Uint16(p.Payload[len(p.Payload)-2:])
+				}
+			})
+			focusPC, err := e.NewPeerConnection()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer focusPC.Close()
+			lt := NewLocalTrack(d, "video", "s", focusPC, zerolog.Nop())
+			if tc.focusOffers {
+				if _, err := focusPC.AddTransceiverFromTrack(lt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+					t.Fatal(err)
+				}
+				negotiate(t, focusPC.PeerConnection, viewer, nil)
+			} else {
+				if _, err := viewer.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+					t.Fatal(err)
+				}
+				negotiate(t, viewer, focusPC.PeerConnection, func() {
+					if _, err := focusPC.AddTrack(lt); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+
+			deadline := time.Now().Add(10 * time.Second)
+			for p := focusPC.est.direct.Load(); p == nil || !p.hasRemote(); p = focusPC.est.direct.Load() {
+				if time.Now().After(deadline) {
+					t.Fatal("the direct path never came up")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			sentBefore := e.SocketStats().Datagrams
+			payload := func(key bool, n uint16) []byte {
+				b := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0}
+				if !key {
+					b[3] = 0x01 // P bit set: not a keyframe
+				}
+				return binary.BigEndian.AppendUint16(b, n)
+			}
+			var seq uint16
+			send := func(key bool, n uint16) {
+				p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 1, Marker: true}, Payload: payload(key, n)}
+				seq++
+				b, _ := p.Marshal()
+				if err := up.HandleRTP(0, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Keyframes until the viewer has one, then numbered frames.
+			for first := false; !first; {
+				send(true, 0)
+				select {
+				case <-got:
+					first = true
+				case <-time.After(50 * time.Millisecond):
+					if time.Now().After(deadline) {
+						t.Fatal("the viewer received nothing")
+					}
+				}
+			}
+			for n := uint16(1); n <= 100; n++ {
+				send(false, n)
+			}
+			for want := uint16(1); want <= 100; {
+				select {
+				case n := <-got:
+					if n == 0 {
+						continue // a late keyframe
+					}
+					if n != want {
+						t.Fatalf("frame %d arrived, want %d", n, want)
+					}
+					want++
+				case <-time.After(5 * time.Second):
+					t.Fatalf("frames after %d never arrived", want-1)
+				}
+			}
+			select {
+			case n := <-got:
+				t.Fatalf("frame %d arrived again", n)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if sent := e.SocketStats().Datagrams - sentBefore; sent < 100 {
+				t.Fatalf("the media socket sent %d datagrams for 100 frames", sent)
+			}
+
+			path := focusPC.est.direct.Load()
+			if err := focusPC.Close(); err != nil {
+				t.Fatal(err)
+			}
+			h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 9}
+			if _, sent, err := path.write(&h, []byte{1}); !sent || err == nil {
+				t.Fatalf("a closed connection's path: sent %v, err %v; want an error", sent, err)
+			}
+		})
+	}
+}
+
+// hasRemote reports whether the path has an address to send to.
+func (p *directPath) hasRemote() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.to.IsValid()
+}
+
+// TestDirectPathAllocatesNothing: encrypting and queueing a packet
+// allocates nothing.
+func TestDirectPathAllocatesNothing(t *testing.T) {
+	conn := listenBatched(t, "udp4", "127.0.0.1")
+	defer conn.Close()
+	_, to := sinks(t, 1)
+	ctx, err := srtp.CreateContext(make([]byte, 16), make([]byte, 12), srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := &directPath{conn: conn, ctx: ctx, to: to[0], header: rtp.Header{CSRC: make([]uint32, 0, 15), Extensions: make([]rtp.Extension, 0, maxExtensions)}}
+	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
+	if err := h.SetExtension(3, []byte{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 1000)
+	write := func() {
+		h.SequenceNumber++
+		if _, sent, err := path.write(&h, payload); !sent || err != nil {
+			t.Fatalf("write: sent %v, %v", sent, err)
+		}
+		conn.flush()
+	}
+	write() // the first packet of an SSRC makes its SRTP state
+	if allocs := testing.AllocsPerRun(200, write); allocs != 0 {
+		t.Fatalf("%v allocations per packet", allocs)
+	}
+}
+
+// TestDirectPathWithoutRemote: a path with no remote address (before ICE
+// has a pair, or a pair the media socket does not carry) leaves the
+// packet to pion.
+func TestDirectPathWithoutRemote(t *testing.T) {
+	conn := listenBatched(t, "udp4", "127.0.0.1")
+	defer conn.Close()
+	ctx, err := srtp.CreateContext(make([]byte, 16), make([]byte, 12), srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := &directPath{conn: conn, ctx: ctx}
+	path.setRemote(&webrtc.ICECandidatePair{
+		Local:  &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolTCP, Typ: webrtc.ICECandidateTypeHost},
+		Remote: &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolTCP, Address: "127.0.0.1", Port: 9},
+	})
+	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
+	if _, sent, err := path.write(&h, []byte{1}); sent || err != nil {
+		t.Fatalf("a TCP pair: sent %v, err %v; want pion's path", sent, err)
+	}
+	path.setRemote(&webrtc.ICECandidatePair{
+		Local:  &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Typ: webrtc.ICECandidateTypeHost},
+		Remote: &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolUDP, Address: "127.0.0.1", Port: 9},
+	})
+	if !path.hasRemote() {
+		t.Fatal("a UDP pair gave no remote address")
+	}
+	path.setRemote(nil)
+	if path.hasRemote() {
+		t.Fatal("no pair kept a remote address")
+	}
+}
