@@ -17,17 +17,7 @@ import (
 // interceptors, SRTP and the UDP send. The core's share allocates
 // nothing (focus.BenchmarkForward); what this reports per op is pion's.
 func BenchmarkForwardThroughPion(b *testing.B) {
-	e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
-	sfu := focus.New(focus.Options{})
-	defer sfu.Close()
-	pub, _ := sfu.Join("bench", focus.ParticipantInfo{})
-	up, _ := pub.Publish(focus.TrackInfo{Kind: focus.KindVideo, Codec: focusCodec(Codecs[1])}, nil)
-	sub, _ := sfu.Join("bench", focus.ParticipantInfo{})
-	d, _ := sub.Subscribe(up)
+	e, up, d := videoSubscription(b)
 
 	// The subscriber: a plain pion peer that offers to receive VP8.
 	viewer := plainPeer(b)
@@ -89,6 +79,25 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		_ = up.HandleRTP(0, next(bufs[1+i%63]))
 	}
+}
+
+// videoSubscription is an Engine on loopback and, in an SFU of its own,
+// a VP8 track with one subscription to it; all closed when the test
+// ends.
+func videoSubscription(tb testing.TB) (*Engine, *focus.UpTrack, *focus.DownTrack) {
+	tb.Helper()
+	e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = e.Close() })
+	sfu := focus.New(focus.Options{})
+	tb.Cleanup(sfu.Close)
+	pub, _ := sfu.Join("c", focus.ParticipantInfo{})
+	up, _ := pub.Publish(focus.TrackInfo{Kind: focus.KindVideo, Codec: focusCodec(Codecs[1])}, nil)
+	sub, _ := sfu.Join("c", focus.ParticipantInfo{})
+	d, _ := sub.Subscribe(up)
+	return e, up, d
 }
 
 // plainPeer is a pion PeerConnection with pion's defaults, on loopback

@@ -9,8 +9,6 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/rs/zerolog"
-
-	"github.com/focus-sfu/focus/focus"
 )
 
 // TestDirectPathCarriesMedia forwards video to a plain pion viewer over a
@@ -25,17 +23,7 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 		focusOffers bool
 	}{{"focus answers", false}, {"focus offers", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			sfu := focus.New(focus.Options{})
-			defer sfu.Close()
-			pub, _ := sfu.Join("c", focus.ParticipantInfo{})
-			up, _ := pub.Publish(focus.TrackInfo{Kind: focus.KindVideo, Codec: focusCodec(Codecs[1])}, nil)
-			sub, _ := sfu.Join("c", focus.ParticipantInfo{})
-			d, _ := sub.Subscribe(up)
+			e, up, d := videoSubscription(t)
 
 			var se webrtc.SettingEngine
 			se.SetIncludeLoopbackCandidate(true)
