@@ -80,12 +80,14 @@ func TestTwoFoci(t *testing.T) {
 	if !ok || ts.State != "open" || len(ts.Tracks) != 2 || ts.PacketsIn == 0 || ts.BytesIn == 0 {
 		t.Errorf("b's trunk to a: %+v", ts)
 	}
-	if ts, ok := a.trunkTo("b", "export"); !ok || len(ts.Tracks) != 2 || ts.PacketsOut == 0 {
-		t.Errorf("a's trunk to b: %+v", ts)
-	}
 	// Packets of the one publisher: none lost or doubled on the way.
 	sent := pub.Stats().VideoPackets
 	got := v.Stats().Video.Packets
+	// Every packet the viewer got crossed the trunk; the trunk's
+	// counters include the RTP that skips pion (rtc's direct path).
+	if ts, ok := a.trunkTo("b", "export"); !ok || len(ts.Tracks) != 2 || ts.PacketsOut < uint64(got) {
+		t.Errorf("a's trunk to b, after the viewer got %d video packets: %+v", got, ts)
+	}
 	if got > int(sent) || got < int(sent)/2 {
 		t.Errorf("viewer on b received %d video packets of the %d sent", got, sent)
 	}

@@ -109,12 +109,12 @@ func (t *trunk) traffic() (in, out traffic) {
 		// a lock while the transport may still be starting.
 		return last.in, last.out
 	}
-	s, ok := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
+	s, ok := pc.Traffic()
 	if !ok {
 		return last.in, last.out
 	}
-	in = traffic{uint64(s.PacketsReceived), s.BytesReceived}
-	out = traffic{uint64(s.PacketsSent), s.BytesSent}
+	in = traffic{s.PacketsIn, s.BytesIn}
+	out = traffic{s.PacketsOut, s.BytesOut}
 	t.mu.Lock()
 	if in.bytes >= t.lastTraffic.in.bytes && out.bytes >= t.lastTraffic.out.bytes {
 		t.lastTraffic = trafficTotals{in: in, out: out}

@@ -39,6 +39,8 @@ type directPath struct {
 	closed bool
 	header rtp.Header // EncryptRTP's parse of each packet, reused
 	buf    [slotSize]byte
+	// What the path sent, which pion's pair statistics leave out.
+	packets, bytes uint64
 }
 
 var errNoDirectPath = errors.New("rtc: no direct path")
@@ -174,7 +176,16 @@ func (p *directPath) write(h *rtp.Header, payload []byte) (int, bool, error) {
 	if _, err := p.conn.WriteToAddrPort(out, p.to); err != nil {
 		return 0, true, err
 	}
+	p.packets++
+	p.bytes += uint64(len(out))
 	return n, true, nil
+}
+
+// sent returns how many packets and bytes the path has sent.
+func (p *directPath) sent() (packets, bytes uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.packets, p.bytes
 }
 
 var errDirectClosed = errors.New("rtc: the connection is closed")

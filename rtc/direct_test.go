@@ -78,6 +78,7 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			sentBefore := e.SocketStats().Datagrams
+			before, _ := focusPC.Traffic()
 			payload := func(key bool, n uint16) []byte {
 				b := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0}
 				if !key {
@@ -130,6 +131,12 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 			}
 			if sent := e.SocketStats().Datagrams - sentBefore; sent < 100 {
 				t.Fatalf("the media socket sent %d datagrams for 100 frames", sent)
+			}
+			// The connection's traffic counts what the path sent,
+			// which pion's pair statistics do not see.
+			after, ok := focusPC.Traffic()
+			if sent := after.PacketsOut - before.PacketsOut; !ok || sent < 100 || after.BytesOut-before.BytesOut < 100*uint64(len(payload(false, 0))) {
+				t.Fatalf("the connection's traffic counts %d packets and %d bytes out for 100 frames", sent, after.BytesOut-before.BytesOut)
 			}
 
 			path := focusPC.est.direct.Load()

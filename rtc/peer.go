@@ -23,3 +23,32 @@ func (p *Peer) Estimator() focus.BandwidthEstimator { return p.est }
 // Congestion is the estimator's loss ratio and overuse state (see
 // focus.CongestionReporter).
 func (p *Peer) Congestion() (loss float64, overusing bool) { return p.est.Congestion() }
+
+// Traffic is what a connection carried over its selected ICE pair.
+type Traffic struct {
+	PacketsIn, BytesIn, PacketsOut, BytesOut uint64
+}
+
+// Traffic returns what the connection carried over its selected ICE pair
+// (pion's pair statistics), with the RTP the direct path sent, which
+// pion never sees. It reports false while there is no pair. pion's ICE
+// transport reads its gatherer without a lock while it is starting, so
+// ask only once the connection has been connected.
+func (p *Peer) Traffic() (Traffic, bool) {
+	s, ok := p.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
+	if !ok {
+		return Traffic{}, false
+	}
+	t := Traffic{
+		PacketsIn:  uint64(s.PacketsReceived),
+		BytesIn:    s.BytesReceived,
+		PacketsOut: uint64(s.PacketsSent),
+		BytesOut:   s.BytesSent,
+	}
+	if d := p.est.direct.Load(); d != nil {
+		packets, bytes := d.sent()
+		t.PacketsOut += packets
+		t.BytesOut += bytes
+	}
+	return t, true
+}

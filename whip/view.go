@@ -39,15 +39,25 @@ func (s *Server) waitSources(ctx context.Context, room string, pinned focus.Part
 	}
 }
 
-// pickSources returns the tracks of the pinned or newest publisher
-// session, and whether that publisher has all of its tracks yet. A pinned
-// publisher may also be any participant of the room's conference; whose
-// offer this front-end never saw, so it counts as complete once it has a
-// track of as many kinds as the viewer's offer has sections (at most
-// two, audio and video). A cascade proxy publishes its origin's tracks as
-// the origin's gossip names them, one by one while the origin's publisher
-// is starting, and a viewer answered in between would never get the
-// others (WHEP cannot renegotiate).
+// trackSettle is how long after a participant's newest track a
+// participant that is not a WHIP session counts as having all its
+// tracks, whatever their kinds: an audio-only publisher keeps a new
+// viewer waiting at most this long.
+const trackSettle = 2 * time.Second
+
+// pickSources returns the tracks of the pinned or newest publisher, and
+// whether that publisher has all of its tracks yet. A WHIP publisher
+// session is complete once it has as many tracks as its offer announced.
+// Any other publisher of the room (one of another front-end in a shared
+// room, or a cascade proxy of one on another focus) is a participant
+// whose offer this front-end never saw, so it counts as complete once it
+// has a track of as many kinds as the viewer's offer has sections (at
+// most two, audio and video), or once its newest track is trackSettle
+// old. A cascade proxy publishes its origin's tracks as the origin's
+// gossip names them, one by one while the origin's publisher is
+// starting; a local publisher's tracks appear as their first packets
+// arrive. A viewer answered in between would never get the others (WHEP
+// cannot renegotiate).
 func (s *Server) pickSources(room string, pinned focus.ParticipantID, sections int) ([]*focus.UpTrack, bool) {
 	sessions := s.roomSessions(room)
 	for i := len(sessions) - 1; i >= 0; i-- {
@@ -58,32 +68,46 @@ func (s *Server) pickSources(room string, pinned focus.ParticipantID, sections i
 		tracks := sess.part.Tracks()
 		return onePerKind(tracks), len(tracks) >= sess.expected
 	}
-	if pinned != "" {
-		// A publisher of the room that is not a WHIP session: one of
-		// another front-end in a shared room, or one on another focus
-		// that the cascade shows here.
-		if c := s.opts.SFU.Conference(ConferenceID(room)); c != nil {
-			if p := c.Participant(pinned); p != nil {
-				srcs := onePerKind(p.Tracks())
-				return srcs, len(srcs) >= min(sections, 2)
-			}
-		}
+	c := s.opts.SFU.Conference(ConferenceID(room))
+	if c == nil {
+		return nil, true
 	}
-	return nil, true
+	var p *focus.Participant
+	if pinned != "" {
+		p = c.Participant(pinned)
+	} else {
+		p = newestPublisher(c)
+	}
+	if p == nil {
+		return nil, true
+	}
+	tracks := p.Tracks()
+	srcs := onePerKind(tracks)
+	settled := len(tracks) > 0 && time.Since(tracks[len(tracks)-1].Started()) >= trackSettle
+	return srcs, len(srcs) >= min(sections, 2) || settled
 }
 
 // newestPublication returns the tracks of the publisher whose track was
 // published last.
 func (s *Server) newestPublication(room string) []*focus.UpTrack {
-	c := s.opts.SFU.Conference(focus.ConferenceID(confPrefix + room))
+	c := s.opts.SFU.Conference(ConferenceID(room))
 	if c == nil {
 		return nil
 	}
+	if p := newestPublisher(c); p != nil {
+		return onePerKind(p.Tracks())
+	}
+	return nil
+}
+
+// newestPublisher returns the participant of c whose track was published
+// last, or nil.
+func newestPublisher(c *focus.Conference) *focus.Participant {
 	tracks := c.Tracks()
 	if len(tracks) == 0 {
 		return nil
 	}
-	return onePerKind(tracks[len(tracks)-1].Owner().Tracks())
+	return tracks[len(tracks)-1].Owner()
 }
 
 func onePerKind(tracks []*focus.UpTrack) []*focus.UpTrack {
