@@ -17,8 +17,9 @@ import (
 )
 
 // directPath sends a connection's RTP straight to the media socket. It
-// encrypts with an SRTP context of its own, keyed from the connection's
-// DTLS handshake as pion keys its own, and queues each packet on the
+// encrypts with SRTP keys of its own, derived from the connection's DTLS
+// handshake as pion derives its own (with the focus's sealer for the GCM
+// profiles, see gcmSealer, else pion's srtp.Context), and queues each packet on the
 // batched socket for the remote address of the selected ICE pair. Per
 // packet that skips pion's SRTP session (a lock, a map and a channel),
 // its transport mux, its ICE connection (a channel, a clock read, pair
@@ -34,10 +35,9 @@ type directPath struct {
 	conn *batchConn
 
 	mu     sync.Mutex
-	ctx    *srtp.Context
+	seal   sealer
 	to     netip.AddrPort
 	closed bool
-	header rtp.Header // EncryptRTP's parse of each packet, reused
 	buf    [slotSize]byte
 	// What the path sent, which pion's pair statistics leave out.
 	packets, bytes uint64
@@ -68,15 +68,25 @@ func newDirectPath(conn *batchConn, pc *webrtc.PeerConnection, d *webrtc.DTLSTra
 	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoDirectPath, err)
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+	seal, err := newSealer(cfg.Profile, cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoDirectPath, err)
 	}
-	return &directPath{
-		conn:   conn,
-		ctx:    ctx,
-		header: rtp.Header{CSRC: make([]uint32, 0, 15), Extensions: make([]rtp.Extension, 0, maxExtensions)},
-	}, nil
+	return &directPath{conn: conn, seal: seal}, nil
+}
+
+// newSealer returns the sealer of profile: the focus's own for the GCM
+// profiles, pion's context for the others.
+func newSealer(profile srtp.ProtectionProfile, key, salt []byte) (sealer, error) {
+	switch profile {
+	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm:
+		return newGCMSealer(key, salt)
+	}
+	ctx, err := srtp.CreateContext(key, salt, profile)
+	if err != nil {
+		return nil, err
+	}
+	return newPionSealer(ctx), nil
 }
 
 // maxExtensions bounds the header extensions of a packet the focus sends
@@ -163,13 +173,7 @@ func (p *directPath) write(h *rtp.Header, payload []byte) (int, bool, error) {
 	if err != nil {
 		return 0, true, err
 	}
-	if n+len(payload)+srtpOverhead > len(p.buf) {
-		return 0, true, fmt.Errorf("rtc: an RTP packet of %d bytes is too long", n+len(payload))
-	}
-	n += copy(p.buf[n:], payload)
-	// Sealed in place: the header stays, the payload is encrypted over
-	// itself and the tag follows.
-	out, err := p.ctx.EncryptRTP(p.buf[:0], p.buf[:n], &p.header)
+	out, err := p.seal.seal(p.buf[:], n, h, payload)
 	if err != nil {
 		return 0, true, err
 	}
@@ -178,7 +182,7 @@ func (p *directPath) write(h *rtp.Header, payload []byte) (int, bool, error) {
 	}
 	p.packets++
 	p.bytes += uint64(len(out))
-	return n, true, nil
+	return n + len(payload), true, nil
 }
 
 // sent returns how many packets and bytes the path has sent.

@@ -164,27 +164,38 @@ func TestDirectPathAllocatesNothing(t *testing.T) {
 	conn := listenBatched(t, "udp4", "127.0.0.1")
 	defer conn.Close()
 	_, to := sinks(t, 1)
-	ctx, err := srtp.CreateContext(make([]byte, 16), make([]byte, 12), srtp.ProtectionProfileAeadAes128Gcm)
+	for _, profile := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAes128CmHmacSha1_80} {
+		seal, err := newSealer(profile, make([]byte, 16), make([]byte, saltLen(t, profile)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := &directPath{conn: conn, seal: seal, to: to[0]}
+		h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
+		if err := h.SetExtension(3, []byte{0, 1}); err != nil {
+			t.Fatal(err)
+		}
+		payload := make([]byte, 1000)
+		write := func() {
+			h.SequenceNumber++
+			if _, sent, err := path.write(&h, payload); !sent || err != nil {
+				t.Fatalf("write: sent %v, %v", sent, err)
+			}
+			conn.flush()
+		}
+		write() // the first packet of an SSRC makes its SRTP state
+		if allocs := testing.AllocsPerRun(200, write); allocs != 0 {
+			t.Fatalf("profile %v: %v allocations per packet", profile, allocs)
+		}
+	}
+}
+
+func saltLen(t *testing.T, profile srtp.ProtectionProfile) int {
+	t.Helper()
+	n, err := profile.SaltLen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := &directPath{conn: conn, ctx: ctx, to: to[0], header: rtp.Header{CSRC: make([]uint32, 0, 15), Extensions: make([]rtp.Extension, 0, maxExtensions)}}
-	h := rtp.Header{Version: 2, PayloadType: 96, SSRC: 7}
-	if err := h.SetExtension(3, []byte{0, 1}); err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 1000)
-	write := func() {
-		h.SequenceNumber++
-		if _, sent, err := path.write(&h, payload); !sent || err != nil {
-			t.Fatalf("write: sent %v, %v", sent, err)
-		}
-		conn.flush()
-	}
-	write() // the first packet of an SSRC makes its SRTP state
-	if allocs := testing.AllocsPerRun(200, write); allocs != 0 {
-		t.Fatalf("%v allocations per packet", allocs)
-	}
+	return n
 }
 
 // TestDirectPathWithoutRemote: a path with no remote address (before ICE
@@ -193,11 +204,11 @@ func TestDirectPathAllocatesNothing(t *testing.T) {
 func TestDirectPathWithoutRemote(t *testing.T) {
 	conn := listenBatched(t, "udp4", "127.0.0.1")
 	defer conn.Close()
-	ctx, err := srtp.CreateContext(make([]byte, 16), make([]byte, 12), srtp.ProtectionProfileAeadAes128Gcm)
+	seal, err := newGCMSealer(make([]byte, 16), make([]byte, 12))
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := &directPath{conn: conn, ctx: ctx}
+	path := &directPath{conn: conn, seal: seal}
 	path.setRemote(&webrtc.ICECandidatePair{
 		Local:  &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolTCP, Typ: webrtc.ICECandidateTypeHost},
 		Remote: &webrtc.ICECandidate{Protocol: webrtc.ICEProtocolTCP, Address: "127.0.0.1", Port: 9},
