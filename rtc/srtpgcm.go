@@ -35,8 +35,12 @@ type gcmSealer struct {
 	streams []gcmStream
 }
 
-// gcmNonceSize is the length of an RFC 7714 IV, and of its session salt.
-const gcmNonceSize = 12
+// gcmNonceSize is the length of an RFC 7714 IV, and of its session salt;
+// gcmTagSize is the length of its authentication tag.
+const (
+	gcmNonceSize = 12
+	gcmTagSize   = 16
+)
 
 // Key derivation labels of RFC 3711 §4.3.1 for SRTP (not SRTCP).
 const (
@@ -72,7 +76,7 @@ func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtc: SRTP session key: %w", err)
 	}
-	if s.aead, err = cipher.NewGCM(block); err != nil {
+	if s.aead, err = cipher.NewGCMWithTagSize(block, gcmTagSize); err != nil {
 		return nil, fmt.Errorf("rtc: SRTP GCM: %w", err)
 	}
 	return s, nil
@@ -96,7 +100,7 @@ func srtpKDF(master cipher.Block, label byte, masterSalt, out []byte) {
 // seal implements sealer. The RTP header is the associated data, the
 // payload is encrypted into buf behind it, and the tag follows.
 func (s *gcmSealer) seal(buf []byte, n int, h *rtp.Header, payload []byte) ([]byte, error) {
-	if n+len(payload)+s.aead.Overhead() > cap(buf) {
+	if n+len(payload)+gcmTagSize > cap(buf) {
 		return nil, fmt.Errorf("rtc: an RTP packet of %d bytes is too long", n+len(payload))
 	}
 	roc := s.stream(h.SSRC).rollover(h.SequenceNumber)
