@@ -10,8 +10,10 @@ import (
 )
 
 // batchConn is the media socket with batched writes. A datagram written
-// to it is copied into a batch and the call returns at once; a flusher
-// goroutine sends each batch with one system call (sendmmsg on Linux).
+// to it is copied into a batch (or, on the direct path, encrypted straight
+// into a slot of it: reserve and commit) and the call returns at once; a
+// flusher goroutine sends each batch with one system call (sendmmsg on
+// Linux).
 //
 // A packet fanned out to a hundred subscribers is a hundred writes in a
 // row from one goroutine, so the batch fills while that goroutine runs
@@ -51,10 +53,13 @@ const (
 
 type batch struct {
 	n    int
-	lens [batchSlots]int
+	lens [batchSlots]int // 0 for a slot whose writer gave up: not sent
 	to   [batchSlots]netip.AddrPort
 	bufs [batchSlots][slotSize]byte
 	sys  batchSys // the platform's system-call structures
+	// writing counts the slots handed out by reserve and not yet
+	// committed; the batch is sent once it is zero.
+	writing sync.WaitGroup
 }
 
 // batchSender sends b.bufs[:b.n]; the platform provides it.
@@ -86,6 +91,20 @@ func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	if len(b) > slotSize {
 		return c.UDPConn.WriteToUDPAddrPort(b, to)
 	}
+	f, i, err := c.reserve(to)
+	if err != nil {
+		return 0, err
+	}
+	c.commit(f, i, copy(f.bufs[i][:], b))
+	return len(b), nil
+}
+
+// reserve hands out the next slot of the batch being filled, for a
+// datagram to to of at most slotSize bytes, which the caller writes into
+// the slot's buffer (so that a packet can be encrypted straight into the
+// batch) and then passes to commit. Nothing else may happen in between:
+// the batch waits for it.
+func (c *batchConn) reserve(to netip.AddrPort) (*batch, int, error) {
 	c.mu.Lock()
 	for c.fill.n == batchSlots && !c.closed {
 		c.mu.Unlock()
@@ -94,19 +113,25 @@ func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	}
 	if c.closed {
 		c.mu.Unlock()
-		return 0, net.ErrClosed
+		return nil, 0, net.ErrClosed
 	}
 	f := c.fill
 	i := f.n
 	f.n++
-	f.lens[i] = copy(f.bufs[i][:], b)
 	f.to[i] = to
+	f.writing.Add(1)
 	c.mu.Unlock()
+	return f, i, nil
+}
+
+// commit ends the writing of slot i of b: n bytes, or 0 to send nothing.
+func (c *batchConn) commit(b *batch, i, n int) {
+	b.lens[i] = n
+	b.writing.Done()
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return len(b), nil
 }
 
 // ReadFromAddrPort reads one datagram.
@@ -148,6 +173,7 @@ func (c *batchConn) flush() {
 	}
 	c.fill, c.spare = c.spare, nil
 	c.mu.Unlock()
+	b.writing.Wait() // slots still being written
 
 	c.batches.Add(1)
 	c.datagrams.Add(uint64(b.n))

@@ -80,6 +80,10 @@ func (s *mmsgSender) send(b *batch) (dropped int) {
 		h.SetIovlen(1)
 	}
 	for off := 0; off < b.n; {
+		if b.lens[off] == 0 {
+			off++ // given up by its writer
+			continue
+		}
 		if sys.direct[off] {
 			// An address sendmmsg is not given here (an IPv6 zone): the
 			// socket's own write resolves it.
@@ -90,7 +94,7 @@ func (s *mmsgSender) send(b *batch) (dropped int) {
 			continue
 		}
 		end := off + 1
-		for end < b.n && !sys.direct[end] {
+		for end < b.n && !sys.direct[end] && b.lens[end] != 0 {
 			end++
 		}
 		s.hdrs = sys.hdrs[off:end]

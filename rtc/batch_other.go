@@ -17,6 +17,9 @@ func newBatchSender(conn *net.UDPConn) (batchSender, error) {
 
 func (s loopSender) send(b *batch) (dropped int) {
 	for i := 0; i < b.n; i++ {
+		if b.lens[i] == 0 {
+			continue // given up by its writer
+		}
 		if _, err := s.conn.WriteToUDPAddrPort(b.bufs[i][:b.lens[i]], b.to[i]); err != nil {
 			dropped++
 		}

@@ -142,3 +142,52 @@ func TestBatchConnAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per batch of two", allocs)
 	}
 }
+
+// TestBatchConnReserve: a slot written in place goes out; one its writer
+// gives up (committed with length 0) does not; and a batch is not sent
+// while a slot of it is still being written, though another goroutine
+// flushes meanwhile.
+func TestBatchConnReserve(t *testing.T) {
+	c := listenBatched(t, "udp4", "127.0.0.1")
+	defer c.Close()
+	rx, to := sinks(t, 1)
+
+	b, i, err := c.reserve(to[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flushed := make(chan struct{})
+	go func() {
+		c.flush()
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+		t.Fatal("the batch was sent with a slot still being written")
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.commit(b, i, copy(b.bufs[i][:], "first"))
+	<-flushed
+
+	b, i, err = c.reserve(to[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.commit(b, i, 0) // given up
+	if _, err := c.WriteToAddrPort([]byte("third"), to[0]); err != nil {
+		t.Fatal(err)
+	}
+	c.flush()
+
+	_ = rx[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	for _, want := range []string{"first", "third"} {
+		n, _, err := rx[0].ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(buf[:n]) != want {
+			t.Fatalf("received %q, want %q (an empty datagram for the slot given up?)", buf[:n], want)
+		}
+	}
+}

@@ -38,7 +38,6 @@ type directPath struct {
 	seal   sealer
 	to     netip.AddrPort
 	closed bool
-	buf    [slotSize]byte
 	// What the path sent, which pion's pair statistics leave out.
 	packets, bytes uint64
 }
@@ -169,17 +168,23 @@ func (p *directPath) write(h *rtp.Header, payload []byte) (int, bool, error) {
 	if !p.to.IsValid() {
 		return 0, false, nil
 	}
-	n, err := h.MarshalTo(p.buf[:])
+	// Sealed straight into the batch: the header is marshalled into a
+	// slot, the payload encrypted behind it.
+	b, i, err := p.conn.reserve(p.to)
 	if err != nil {
 		return 0, true, err
 	}
-	out, err := p.seal.seal(p.buf[:], n, h, payload)
+	slot := b.bufs[i][:]
+	var out []byte
+	n, err := h.MarshalTo(slot)
+	if err == nil {
+		out, err = p.seal.seal(slot, n, h, payload)
+	}
 	if err != nil {
+		p.conn.commit(b, i, 0)
 		return 0, true, err
 	}
-	if _, err := p.conn.WriteToAddrPort(out, p.to); err != nil {
-		return 0, true, err
-	}
+	p.conn.commit(b, i, len(out))
 	p.packets++
 	p.bytes += uint64(len(out))
 	return n + len(payload), true, nil
