@@ -19,12 +19,12 @@ import (
 // directPath sends a connection's RTP straight to the media socket. It
 // encrypts with SRTP keys of its own, derived from the connection's DTLS
 // handshake as pion derives its own (with the focus's sealer for the GCM
-// profiles, see gcmSealer, else pion's srtp.Context), and queues each packet on the
-// batched socket for the remote address of the selected ICE pair. Per
-// packet that skips pion's SRTP session (a lock, a map and a channel),
-// its transport mux, its ICE connection (a channel, a clock read, pair
-// statistics) and its UDP mux (a lock and an address search): about a
-// tenth of the CPU of a forwarded packet (docs/performance.md).
+// profiles, see gcmSealer, else pion's srtp.Context), straight into the
+// batched socket's next slot, for the remote address of the selected ICE
+// pair. Per packet that skips pion's SRTP session (a lock, a map and a
+// channel), its transport mux, its ICE connection (a channel, a clock
+// read, pair statistics) and its UDP mux (a lock and an address search):
+// about a tenth of the CPU of a forwarded packet (docs/performance.md).
 //
 // pion keeps everything else: ICE checks, consent and keepalives, DTLS,
 // SRTCP both ways, and all the media the focus receives. Once a
