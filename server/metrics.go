@@ -1,12 +1,11 @@
 package server
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 
 	"github.com/focus-sfu/focus/config"
+	"github.com/focus-sfu/focus/internal/httpauth"
 	"github.com/focus-sfu/focus/metrics"
 )
 
@@ -85,10 +84,10 @@ func (s *Server) mountAdmin(mux *http.ServeMux) {
 	s.handle(mux, "/api/rooms", routeRooms, s.whip.StatusHandler())
 	tok := s.cfg.Admin.Token
 	if s.mesh != nil {
-		s.handle(mux, "/api/mesh", routeMesh, adminOnly(tok, s.mesh.statusHandler()))
+		s.handle(mux, "/api/mesh", routeMesh, httpauth.AdminOnly(tok, s.mesh.statusHandler()))
 	}
 	if s.metrics != nil {
-		s.handle(mux, "/metrics", routeMetrics, adminOnly(tok, s.metrics.Handler()))
+		s.handle(mux, "/metrics", routeMetrics, httpauth.AdminOnly(tok, s.metrics.Handler()))
 	}
 	if s.cfg.Admin.PProf {
 		for pattern, h := range map[string]http.HandlerFunc{
@@ -98,26 +97,9 @@ func (s *Server) mountAdmin(mux *http.ServeMux) {
 			"/debug/pprof/symbol":  pprof.Symbol,
 			"/debug/pprof/trace":   pprof.Trace,
 		} {
-			s.handle(mux, pattern, routePProf, adminOnly(tok, h))
+			s.handle(mux, pattern, routePProf, httpauth.AdminOnly(tok, h))
 		}
 	}
-}
-
-// adminOnly requires token as a bearer token, when it is set, as
-// /api/rooms does.
-func adminOnly(token string, h http.Handler) http.Handler {
-	if token == "" {
-		return h
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="focus-admin"`)
-			http.Error(w, "admin token required", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // adminListen is where the admin routes are served.

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"path"
-	"strings"
+
+	"github.com/focus-sfu/focus/internal/httpauth"
 )
 
 // Role is what a request wants to do in a room.
@@ -57,7 +58,7 @@ func (a *TokenAuth) Authorize(r *http.Request, room string, role Role) error {
 	if len(a.tokens) == 0 {
 		return nil
 	}
-	got, ok := bearer(r)
+	got, ok := httpauth.Bearer(r)
 	if !ok {
 		return ErrNoToken
 	}
@@ -75,14 +76,4 @@ func (a *TokenAuth) Authorize(r *http.Request, room string, role Role) error {
 		}
 	}
 	return ErrBadToken
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }

@@ -1,7 +1,6 @@
 package whip
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/focus-sfu/focus/focus"
+	"github.com/focus-sfu/focus/internal/httpauth"
 )
 
 // RoomStatus is one room in GET /api/rooms.
@@ -47,13 +47,9 @@ func (s *Server) StatusHandler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		if s.opts.AdminToken != "" {
-			tok, _ := bearer(r)
-			if subtle.ConstantTimeCompare([]byte(tok), []byte(s.opts.AdminToken)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="focus-admin"`)
-				http.Error(w, "admin token required", http.StatusUnauthorized)
-				return
-			}
+		if !httpauth.Admitted(r, s.opts.AdminToken) {
+			httpauth.Refuse(w)
+			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
