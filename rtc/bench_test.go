@@ -101,12 +101,18 @@ func videoSubscription(tb testing.TB) (*Engine, *focus.UpTrack, *focus.DownTrack
 }
 
 // plainPeer is a pion PeerConnection with pion's defaults, on loopback
-// UDP: a client, not the focus. It is closed when the test ends.
-func plainPeer(tb testing.TB) *webrtc.PeerConnection {
+// UDP: a client, not the focus. configure, if any, changes its settings
+// further. It is closed when the test ends.
+func plainPeer(tb testing.TB, configure ...func(*webrtc.SettingEngine) error) *webrtc.PeerConnection {
 	tb.Helper()
 	var se webrtc.SettingEngine
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	for _, c := range configure {
+		if err := c(&se); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		tb.Fatal(err)

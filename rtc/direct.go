@@ -74,24 +74,6 @@ func newDirectPath(conn *batchConn, pc *webrtc.PeerConnection, d *webrtc.DTLSTra
 	return &directPath{conn: conn, seal: seal}, nil
 }
 
-// newSealer returns the sealer of profile: the focus's own for the GCM
-// profiles, pion's context for the others.
-func newSealer(profile srtp.ProtectionProfile, key, salt []byte) (sealer, error) {
-	switch profile {
-	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm:
-		return newGCMSealer(key, salt)
-	}
-	ctx, err := srtp.CreateContext(key, salt, profile)
-	if err != nil {
-		return nil, err
-	}
-	return newPionSealer(ctx), nil
-}
-
-// maxExtensions bounds the header extensions of a packet the focus sends
-// without allocating to parse it.
-const maxExtensions = 16
-
 // dtlsConnOf returns the DTLS connection of d, which pion does not
 // export, or nil. pion's version is pinned in go.mod, and
 // TestDirectPathCarriesMedia fails if a new one moves the field.
@@ -198,9 +180,6 @@ func (p *directPath) sent() (packets, bytes uint64) {
 }
 
 var errDirectClosed = errors.New("rtc: the connection is closed")
-
-// srtpOverhead bounds what SRTP adds to a packet: the authentication tag.
-const srtpOverhead = 16
 
 // attachDirectPath gives p's RTP the direct path once its DTLS handshake
 // is done, when the media socket is the batched one.

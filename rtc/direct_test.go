@@ -25,19 +25,12 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, up, d := videoSubscription(t)
 
-			var se webrtc.SettingEngine
-			se.SetIncludeLoopbackCandidate(true)
-			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+			var viewer *webrtc.PeerConnection
 			if tc.focusOffers {
-				if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
-					t.Fatal(err)
-				}
+				viewer = plainPeer(t, func(se *webrtc.SettingEngine) error { return se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer) })
+			} else {
+				viewer = plainPeer(t)
 			}
-			viewer, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer viewer.Close()
 			got := make(chan uint16, 1000)
 			viewer.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 				for {

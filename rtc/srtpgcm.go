@@ -18,6 +18,29 @@ type sealer interface {
 	seal(buf []byte, n int, h *rtp.Header, payload []byte) ([]byte, error)
 }
 
+// newSealer returns the sealer of profile: the focus's own for the GCM
+// profiles, pion's context for the others.
+func newSealer(profile srtp.ProtectionProfile, key, salt []byte) (sealer, error) {
+	switch profile {
+	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm:
+		return newGCMSealer(key, salt)
+	}
+	ctx, err := srtp.CreateContext(key, salt, profile)
+	if err != nil {
+		return nil, err
+	}
+	return newPionSealer(ctx), nil
+}
+
+// checkRoom reports an error when buf, with a header of n bytes, has no
+// room for payload and an authentication tag of tag bytes.
+func checkRoom(buf []byte, n int, payload []byte, tag int) error {
+	if n+len(payload)+tag > cap(buf) {
+		return fmt.Errorf("rtc: an RTP packet of %d bytes is too long", n+len(payload))
+	}
+	return nil
+}
+
 // gcmSealer is SRTP with AEAD_AES_128_GCM or AEAD_AES_256_GCM (RFC 7714),
 // the profiles the focus prefers, done here rather than by pion's
 // srtp.Context. Per packet pion parses the header it was just given
@@ -100,8 +123,8 @@ func srtpKDF(master cipher.Block, label byte, masterSalt, out []byte) {
 // seal implements sealer. The RTP header is the associated data, the
 // payload is encrypted into buf behind it, and the tag follows.
 func (s *gcmSealer) seal(buf []byte, n int, h *rtp.Header, payload []byte) ([]byte, error) {
-	if n+len(payload)+gcmTagSize > cap(buf) {
-		return nil, fmt.Errorf("rtc: an RTP packet of %d bytes is too long", n+len(payload))
+	if err := checkRoom(buf, n, payload, gcmTagSize); err != nil {
+		return nil, err
 	}
 	roc := s.stream(h.SSRC).rollover(h.SequenceNumber)
 	// The IV (RFC 7714 §8.1): two zero bytes, the SSRC, the rollover
@@ -152,6 +175,14 @@ func (st *gcmStream) rollover(seq uint16) uint32 {
 	return st.roc
 }
 
+// srtpOverhead bounds what the profiles pionSealer serves add to a packet
+// (the authentication tag), and maxExtensions the header extensions of a
+// packet pion parses without allocating.
+const (
+	srtpOverhead  = 16
+	maxExtensions = 16
+)
+
 // pionSealer leaves the other profiles (AES-CM with HMAC-SHA1) to pion's
 // srtp.Context.
 type pionSealer struct {
@@ -169,8 +200,8 @@ func newPionSealer(ctx *srtp.Context) *pionSealer {
 // seal implements sealer: the payload is copied behind the header and
 // sealed in place.
 func (s *pionSealer) seal(buf []byte, n int, _ *rtp.Header, payload []byte) ([]byte, error) {
-	if n+len(payload)+srtpOverhead > cap(buf) {
-		return nil, fmt.Errorf("rtc: an RTP packet of %d bytes is too long", n+len(payload))
+	if err := checkRoom(buf, n, payload, srtpOverhead); err != nil {
+		return nil, err
 	}
 	n += copy(buf[n:cap(buf)], payload)
 	return s.ctx.EncryptRTP(buf[:0], buf[:n], &s.header)
