@@ -24,7 +24,9 @@ import (
 // forwarding path; see docs/performance.md.
 //
 // Reads go straight to the socket. pion's UDP mux finds the
-// allocation-free netip methods through ice.AddrPortReaderWriter.
+// allocation-free netip methods through ice.AddrPortReaderWriter; on its
+// way, ReadFromAddrPort hands the SRTCP of a connection with a direct
+// path to that path, which takes most of it (see directPath.receive).
 type batchConn struct {
 	*net.UDPConn
 	sender batchSender
@@ -42,6 +44,16 @@ type batchConn struct {
 	done   chan struct{}
 
 	batches, datagrams, dropped atomic.Uint64
+
+	// routes maps the remote address of each connection's selected ICE
+	// pair (unmapped, as an IPv4 address and not an IPv6-mapped one) to
+	// the connection's direct path, which takes the feedback that
+	// address sends (see directPath.receive). The paths decrypt into
+	// rxBuf, under rxMu.
+	routeMu sync.RWMutex
+	routes  map[netip.AddrPort]*directPath
+	rxMu    sync.Mutex
+	rxBuf   [slotSize]byte
 }
 
 // Batch geometry: a batch holds a packet fanned out to a few hundred
@@ -80,6 +92,7 @@ func newBatchConn(conn *net.UDPConn, log zerolog.Logger) (*batchConn, error) {
 		spare:   new(batch),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		routes:  make(map[netip.AddrPort]*directPath),
 	}
 	go c.flusher()
 	return c, nil
@@ -134,9 +147,55 @@ func (c *batchConn) commit(b *batch, i, n int) {
 	}
 }
 
-// ReadFromAddrPort reads one datagram.
+// ReadFromAddrPort reads one datagram that no direct path takes.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
-	return c.UDPConn.ReadFromUDPAddrPort(b)
+	for {
+		n, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
+		if err != nil || !c.receive(b[:n], from) {
+			return n, from, err
+		}
+	}
+}
+
+// receive offers the datagram pkt to the direct path routed from its
+// sender, when it is RTCP, and reports whether the path took it.
+func (c *batchConn) receive(pkt []byte, from netip.AddrPort) bool {
+	// RTCP is told from RTP, STUN and DTLS by its version and packet
+	// type (RFC 5761 §4, RFC 7983).
+	if len(pkt) < srtcpHeaderSize || pkt[0]>>6 != 2 || pkt[1] < 192 || pkt[1] > 223 {
+		return false
+	}
+	c.routeMu.RLock()
+	p := c.routes[unmapped(from)]
+	c.routeMu.RUnlock()
+	if p == nil {
+		return false
+	}
+	c.rxMu.Lock()
+	defer c.rxMu.Unlock()
+	return p.receive(pkt, c.rxBuf[:])
+}
+
+// route moves p, a path that receives, from the remote address old to
+// to; either may be the zero address (none).
+func (c *batchConn) route(old, to netip.AddrPort, p *directPath) {
+	if p.open == nil || old == to {
+		return
+	}
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
+	if old.IsValid() && c.routes[unmapped(old)] == p {
+		delete(c.routes, unmapped(old))
+	}
+	if to.IsValid() {
+		c.routes[unmapped(to)] = p
+	}
+}
+
+// unmapped returns a with an IPv4-mapped IPv6 address as the IPv4 one:
+// a dual-stack socket reads IPv4 senders so, while ICE names them plain.
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // WriteTo queues b for addr, a *net.UDPAddr.

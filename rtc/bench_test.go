@@ -17,7 +17,7 @@ import (
 // interceptors, SRTP and the UDP send. The core's share allocates
 // nothing (focus.BenchmarkForward); what this reports per op is pion's.
 func BenchmarkForwardThroughPion(b *testing.B) {
-	e, up, d := videoSubscription(b)
+	e, _, up, d := videoSubscription(b)
 
 	// The subscriber: a plain pion peer that offers to receive VP8.
 	viewer := plainPeer(b)
@@ -84,7 +84,7 @@ func BenchmarkForwardThroughPion(b *testing.B) {
 // videoSubscription is an Engine on loopback and, in an SFU of its own,
 // a VP8 track with one subscription to it; all closed when the test
 // ends.
-func videoSubscription(tb testing.TB) (*Engine, *focus.UpTrack, *focus.DownTrack) {
+func videoSubscription(tb testing.TB) (*Engine, *focus.SFU, *focus.UpTrack, *focus.DownTrack) {
 	tb.Helper()
 	e, err := New(Config{BindAddress: "127.0.0.1"}, zerolog.Nop())
 	if err != nil {
@@ -97,7 +97,7 @@ func videoSubscription(tb testing.TB) (*Engine, *focus.UpTrack, *focus.DownTrack
 	up, _ := pub.Publish(focus.TrackInfo{Kind: focus.KindVideo, Codec: focusCodec(Codecs[1])}, nil)
 	sub, _ := sfu.Join("c", focus.ParticipantInfo{})
 	d, _ := sub.Subscribe(up)
-	return e, up, d
+	return e, sfu, up, d
 }
 
 // plainPeer is a pion PeerConnection with pion's defaults, on loopback

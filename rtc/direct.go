@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/pion/dtls/v3"
@@ -14,6 +15,8 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/focus-sfu/focus/rtc/bwe"
 )
 
 // directPath sends a connection's RTP straight to the media socket. It
@@ -26,13 +29,19 @@ import (
 // read, pair statistics) and its UDP mux (a lock and an address search):
 // about a tenth of the CPU of a forwarded packet (docs/performance.md).
 //
+// With a GCM profile the path also receives: the media socket hands it
+// the SRTCP that comes from that address, and it takes the compound
+// packets that hold only feedback the estimator reads (see receive),
+// which are most of what a subscriber sends.
+//
 // pion keeps everything else: ICE checks, consent and keepalives, DTLS,
-// SRTCP both ways, and all the media the focus receives. Once a
-// connection has a direct path, pion encrypts none of its RTP (the
-// estimator, which every local stream's packets pass, sends them here),
-// so two contexts never number the same SSRC.
+// the SRTCP the path does not take, and all the media the focus
+// receives. Once a connection has a direct path, pion encrypts none of
+// its RTP (the estimator, which every local stream's packets pass, sends
+// them here), so two contexts never number the same SSRC.
 type directPath struct {
 	conn *batchConn
+	est  *estimator
 
 	mu     sync.Mutex
 	seal   sealer
@@ -40,13 +49,21 @@ type directPath struct {
 	closed bool
 	// What the path sent, which pion's pair statistics leave out.
 	packets, bytes uint64
+
+	// The receiving side, used under the media socket's receive lock
+	// (batchConn.receive). open is nil where the profile is not GCM, and
+	// pion then receives everything.
+	open *srtcpOpener
+	// What the path took, which pion's pair statistics leave out, and
+	// the replays it dropped.
+	received, receivedBytes, replays atomic.Uint64
 }
 
 var errNoDirectPath = errors.New("rtc: no direct path")
 
 // newDirectPath keys a path for the connection pc, whose DTLS transport
 // d has finished its handshake.
-func newDirectPath(conn *batchConn, pc *webrtc.PeerConnection, d *webrtc.DTLSTransport) (*directPath, error) {
+func newDirectPath(conn *batchConn, est *estimator, pc *webrtc.PeerConnection, d *webrtc.DTLSTransport) (*directPath, error) {
 	dc := dtlsConnOf(d)
 	if dc == nil {
 		return nil, fmt.Errorf("%w: the DTLS connection is not reachable", errNoDirectPath)
@@ -71,7 +88,14 @@ func newDirectPath(conn *batchConn, pc *webrtc.PeerConnection, d *webrtc.DTLSTra
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoDirectPath, err)
 	}
-	return &directPath{conn: conn, seal: seal}, nil
+	p := &directPath{conn: conn, est: est, seal: seal}
+	switch cfg.Profile {
+	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm:
+		if p.open, err = newSRTCPOpener(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt); err != nil {
+			return nil, fmt.Errorf("%w: %v", errNoDirectPath, err)
+		}
+	}
+	return p, nil
 }
 
 // dtlsConnOf returns the DTLS connection of d, which pion does not
@@ -128,15 +152,21 @@ func (p *directPath) setRemote(pair *webrtc.ICECandidatePair) {
 		}
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.conn.route(p.to, to, p)
 	p.to = to
-	p.mu.Unlock()
 }
 
-// close stops the path: a closed connection sends nothing more.
+// close stops the path: a closed connection sends and receives nothing
+// more.
 func (p *directPath) close() {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.closed = true
-	p.mu.Unlock()
+	p.conn.route(p.to, netip.AddrPort{}, p)
 }
 
 // write encrypts and queues one packet. It reports false when the path
@@ -181,6 +211,59 @@ func (p *directPath) sent() (packets, bytes uint64) {
 
 var errDirectClosed = errors.New("rtc: the connection is closed")
 
+// receive takes the SRTCP datagram pkt, which came from the path's
+// remote address, when it holds only feedback the estimator reads:
+// transport-wide feedback, REMB, and the receiver reports and source
+// descriptions that come with them (nothing in the focus reads those).
+// That is what a subscriber sends ten times a second, and pion would
+// carry each one through its UDP mux, ICE connection, SRTCP session and
+// interceptors to the estimator, through four goroutines, parsing it
+// twice on the way: about a tenth of the CPU of a forwarded packet
+// (docs/performance.md). Here it is decrypted into scratch (at least
+// len(pkt) bytes) and read in place.
+//
+// It reports false, with pkt untouched, for pion to handle as before:
+// a compound that starts with a sender report (told from the header in
+// the clear, so left without decrypting), or that holds a NACK, PLI or
+// FIR (which the tracks' RTCP loops answer) or anything else; a packet
+// that fails authentication, such as another connection's at a reused
+// address; and one sent unencrypted. A replay of a packet the path took
+// is dropped, with true: pion never saw the original to refuse it.
+func (p *directPath) receive(pkt, scratch []byte) bool {
+	if p.open == nil || len(pkt) < srtcpHeaderSize || pkt[1] == ptSenderReport || len(scratch) < len(pkt) {
+		return false
+	}
+	plain, err := p.open.open(scratch, pkt)
+	switch {
+	case errors.Is(err, errSRTCPReplay):
+		p.replays.Add(1)
+		return true
+	case err != nil || !feedbackOnly(plain):
+		return false
+	}
+	p.est.handleRTCP(plain)
+	p.received.Add(1)
+	p.receivedBytes.Add(uint64(len(pkt)))
+	return true
+}
+
+// feedbackOnly reports whether the compound RTCP packet b is well formed
+// and holds only receiver reports, source descriptions, transport-wide
+// feedback and application-layer feedback (REMB).
+func feedbackOnly(b []byte) bool {
+	only := true
+	err := bwe.Packets(b, func(pt, format uint8, _ []byte) {
+		switch {
+		case pt == ptReceiverReport, pt == ptSourceDescription:
+		case pt == ptTransportFeedback && format == fmtTWCC:
+		case pt == ptPayloadFeedback && format == fmtAppLayer:
+		default:
+			only = false
+		}
+	})
+	return only && err == nil
+}
+
 // attachDirectPath gives p's RTP the direct path once its DTLS handshake
 // is done, when the media socket is the batched one.
 func (e *Engine) attachDirectPath(p *Peer) {
@@ -218,7 +301,7 @@ func (e *Engine) attachDirectPath(p *Peer) {
 			// pion calls this holding the transport's lock; the path
 			// is keyed outside it.
 			go func() {
-				path, err := newDirectPath(conn, p.PeerConnection, d)
+				path, err := newDirectPath(conn, est, p.PeerConnection, d)
 				if err != nil {
 					e.log.Debug().Err(err).Msg("rtc: RTP takes pion's path")
 					return

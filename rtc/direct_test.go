@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
@@ -15,7 +16,8 @@ import (
 // real connection, with the focus as DTLS server (the viewer offers) and
 // as DTLS client (the focus offers and the viewer answers passive), and
 // checks that the packets took the direct path, decrypt at the viewer and
-// arrive once each, in order; and that closing the connection stops the
+// arrive once each, in order; that the viewer's feedback took the path
+// in and its PLI pion's way; and that closing the connection stops the
 // path.
 func TestDirectPathCarriesMedia(t *testing.T) {
 	for _, tc := range []struct {
@@ -23,7 +25,7 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 		focusOffers bool
 	}{{"focus answers", false}, {"focus offers", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, up, d := videoSubscription(t)
+			e, sfu, up, d := videoSubscription(t)
 
 			var viewer *webrtc.PeerConnection
 			if tc.focusOffers {
@@ -32,7 +34,9 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 				viewer = plainPeer(t)
 			}
 			got := make(chan uint16, 1000)
+			ssrc := make(chan uint32, 1)
 			viewer.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+				ssrc <- uint32(tr.SSRC())
 				for {
 					p, _, err := tr.ReadRTP()
 					if err != nil {
@@ -132,7 +136,29 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 				t.Fatalf("the connection's traffic counts %d packets and %d bytes out for 100 frames", sent, after.BytesOut-before.BytesOut)
 			}
 
+			// The viewer's feedback (pion's transport-wide feedback
+			// every 100 ms, and receiver reports) took the path in, and
+			// reached the estimator; a PLI was left to pion, and
+			// reached the track.
 			path := focusPC.est.direct.Load()
+			for path.received.Load() == 0 || !focusPC.est.twcc.Load() {
+				if time.Now().After(deadline.Add(5 * time.Second)) {
+					t.Fatalf("the path took %d RTCP packets, and the estimator has feedback: %v", path.received.Load(), focusPC.est.twcc.Load())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if after, _ := focusPC.Traffic(); after.PacketsIn-before.PacketsIn < path.received.Load() {
+				t.Fatalf("the connection's traffic counts %d packets in, fewer than the %d the path took", after.PacketsIn-before.PacketsIn, path.received.Load())
+			}
+			if err := viewer.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: <-ssrc}}); err != nil {
+				t.Fatal(err)
+			}
+			for sfu.Stats().PLIsReceived == 0 {
+				if time.Now().After(deadline.Add(5 * time.Second)) {
+					t.Fatal("the viewer's PLI never reached the track")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			if err := focusPC.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -214,6 +214,8 @@ func (e *estimator) handleRTCP(b []byte) {
 // RFC 5104).
 const (
 	ptSenderReport      = 200 // SR
+	ptReceiverReport    = 201 // RR
+	ptSourceDescription = 202 // SDES
 	ptTransportFeedback = 205 // RTPFB
 	ptPayloadFeedback   = 206 // PSFB
 	fmtNACK             = 1   // RTPFB: generic NACK

@@ -30,8 +30,8 @@ type Traffic struct {
 }
 
 // Traffic returns what the connection carried over its selected ICE pair
-// (pion's pair statistics), with the RTP the direct path sent, which
-// pion never sees. It reports false while there is no pair. pion's ICE
+// (pion's pair statistics), with the RTP the direct path sent and the
+// RTCP it took, which pion never sees. It reports false while there is no pair. pion's ICE
 // transport reads its gatherer without a lock while it is starting, so
 // ask only once the connection has been connected.
 func (p *Peer) Traffic() (Traffic, bool) {
@@ -49,6 +49,8 @@ func (p *Peer) Traffic() (Traffic, bool) {
 		packets, bytes := d.sent()
 		t.PacketsOut += packets
 		t.BytesOut += bytes
+		t.PacketsIn += d.received.Load()
+		t.BytesIn += d.receivedBytes.Load()
 	}
 	return t, true
 }

@@ -65,10 +65,13 @@ const (
 	gcmTagSize   = 16
 )
 
-// Key derivation labels of RFC 3711 §4.3.1 for SRTP (not SRTCP).
+// Key derivation labels of RFC 3711 §4.3.1: SRTP's session key and
+// salt, and SRTCP's.
 const (
-	labelSRTPKey  = 0x00
-	labelSRTPSalt = 0x02
+	labelSRTPKey   = 0x00
+	labelSRTPSalt  = 0x02
+	labelSRTCPKey  = 0x03
+	labelSRTCPSalt = 0x05
 )
 
 // gcmStream is the sending state of one SSRC: its rollover counter (how
@@ -84,6 +87,19 @@ type gcmStream struct {
 // newGCMSealer derives the session key and salt from a master key of 16
 // or 32 bytes and a master salt of 12.
 func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
+	s := &gcmSealer{}
+	var err error
+	s.aead, err = newGCMSession(masterKey, masterSalt, labelSRTPKey, labelSRTPSalt, &s.salt)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newGCMSession derives the AEAD and session salt of SRTP or SRTCP
+// (by the labels) from a master key of 16 or 32 bytes and a master salt
+// of 12.
+func newGCMSession(masterKey, masterSalt []byte, keyLabel, saltLabel byte, salt *[gcmNonceSize]byte) (cipher.AEAD, error) {
 	if len(masterSalt) != gcmNonceSize {
 		return nil, fmt.Errorf("rtc: an SRTP GCM master salt has %d bytes, not %d", len(masterSalt), gcmNonceSize)
 	}
@@ -91,18 +107,18 @@ func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rtc: SRTP master key: %w", err)
 	}
-	s := &gcmSealer{}
 	key := make([]byte, len(masterKey))
-	srtpKDF(master, labelSRTPKey, masterSalt, key)
-	srtpKDF(master, labelSRTPSalt, masterSalt, s.salt[:])
+	srtpKDF(master, keyLabel, masterSalt, key)
+	srtpKDF(master, saltLabel, masterSalt, salt[:])
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("rtc: SRTP session key: %w", err)
 	}
-	if s.aead, err = cipher.NewGCMWithTagSize(block, gcmTagSize); err != nil {
+	aead, err := cipher.NewGCMWithTagSize(block, gcmTagSize)
+	if err != nil {
 		return nil, fmt.Errorf("rtc: SRTP GCM: %w", err)
 	}
-	return s, nil
+	return aead, nil
 }
 
 // srtpKDF fills out with the session key or salt of label (RFC 3711
