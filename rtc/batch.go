@@ -1,6 +1,7 @@
 package rtc
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -23,13 +24,15 @@ import (
 // cost of a forwarded packet, so this is the largest single saving on the
 // forwarding path; see docs/performance.md.
 //
-// Reads go straight to the socket. pion's UDP mux finds the
-// allocation-free netip methods through ice.AddrPortReaderWriter; on its
-// way, ReadFromAddrPort hands the SRTCP of a connection with a direct
-// path to that path, which takes most of it (see directPath.receive).
+// Reads go straight to the socket (on Linux as raw system calls, see
+// rawReader). pion's UDP mux finds the allocation-free netip methods
+// through ice.AddrPortReaderWriter; on its way, ReadFromAddrPort hands
+// the SRTCP of a connection with a direct path to that path, which takes
+// most of it (see directPath.receive).
 type batchConn struct {
 	*net.UDPConn
 	sender batchSender
+	reader datagramReader
 	log    zerolog.Logger
 
 	mu     sync.Mutex
@@ -79,12 +82,25 @@ type batchSender interface {
 	send(b *batch) (dropped int)
 }
 
+// datagramReader reads one datagram and its sender, as
+// net.UDPConn.ReadFromUDPAddrPort; the platform provides it.
+type datagramReader interface {
+	read(b []byte) (int, netip.AddrPort, error)
+}
+
+var errEmptyBuffer = errors.New("rtc: a read into an empty buffer")
+
 func newBatchConn(conn *net.UDPConn, log zerolog.Logger) (*batchConn, error) {
 	s, err := newBatchSender(conn)
 	if err != nil {
 		return nil, err
 	}
+	r, err := newDatagramReader(conn)
+	if err != nil {
+		return nil, err
+	}
 	c := &batchConn{
+		reader:  r,
 		UDPConn: conn,
 		sender:  s,
 		log:     log,
@@ -150,7 +166,7 @@ func (c *batchConn) commit(b *batch, i, n int) {
 // ReadFromAddrPort reads one datagram that no direct path takes.
 func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
-		n, from, err := c.UDPConn.ReadFromUDPAddrPort(b)
+		n, from, err := c.reader.read(b)
 		if err != nil || !c.receive(b[:n], from) {
 			return n, from, err
 		}

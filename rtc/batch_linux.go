@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -60,13 +63,19 @@ func newBatchSender(conn *net.UDPConn) (batchSender, error) {
 }
 
 // sendmmsg sends m.hdrs; raw.Write calls it when the socket is writable.
+// It is a raw system call, as is the reader's recvfrom: see rawReader.
 func (m *mmsgSender) sendmmsg(fd uintptr) bool {
-	r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
-	if e == unix.EAGAIN {
-		return false // wait until the socket can take more
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), 0, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until the socket can take more
+		}
+		m.sent, m.errno = int(r), e
+		return true
 	}
-	m.sent, m.errno = int(r), e
-	return true
 }
 
 func (s *mmsgSender) send(b *batch) (dropped int) {
@@ -144,4 +153,99 @@ func (s *mmsgSender) sockaddr(sa *unix.RawSockaddrInet6, to netip.AddrPort, h *u
 func putPort(p *uint16, port uint16) {
 	b := (*[2]byte)(unsafe.Pointer(p))
 	b[0], b[1] = byte(port>>8), byte(port)
+}
+
+// rawReader reads the media socket's datagrams with recvfrom(2) as a raw
+// system call, which the runtime is not told of, as the sender's
+// sendmmsg is. The socket is non-blocking, so neither call waits: the
+// runtime's poller does the waiting, as for any socket.
+//
+// A system call the runtime is told of (entersyscall) wakes its monitor
+// thread, sysmon, whenever all goroutines were idle before it. The focus
+// is idle between a publisher's packets, so each packet woke sysmon,
+// which then polled every 20 µs for a millisecond before it slept deeply
+// again, and handed the processor to another thread whenever a send
+// took longer than that: 7 to 8 % of the focus's CPU, and most of its
+// thread switches (docs/performance.md). Raw calls leave sysmon asleep.
+// Making only the send raw changed nothing: the reads still woke it.
+type rawReader struct {
+	raw syscall.RawConn
+
+	mu sync.Mutex
+	// The arguments and results of the call in flight, so that the
+	// function given to raw.Read is made once.
+	buf    []byte
+	n      int
+	errno  syscall.Errno
+	from   unix.RawSockaddrInet6 // or a RawSockaddrInet4
+	fromN  uint32
+	readFn func(fd uintptr) bool
+}
+
+func newDatagramReader(conn *net.UDPConn) (datagramReader, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("rtc: media socket: %w", err)
+	}
+	r := &rawReader{raw: raw}
+	r.readFn = r.recvfrom
+	return r, nil
+}
+
+// recvfrom reads one datagram into r.buf; raw.Read calls it when the
+// socket is readable.
+func (r *rawReader) recvfrom(fd uintptr) bool {
+	for {
+		r.fromN = unix.SizeofSockaddrInet6
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)), 0,
+			uintptr(unsafe.Pointer(&r.from)), uintptr(unsafe.Pointer(&r.fromN)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait until a datagram comes
+		}
+		r.n, r.errno = int(n), e
+		return true
+	}
+}
+
+func (r *rawReader) read(b []byte) (int, netip.AddrPort, error) {
+	if len(b) == 0 {
+		return 0, netip.AddrPort{}, errEmptyBuffer
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf = b
+	err := r.raw.Read(r.readFn)
+	r.buf = nil
+	switch {
+	case err != nil: // the socket is closed
+		return 0, netip.AddrPort{}, err
+	case r.errno != 0:
+		return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", r.errno)}
+	}
+	return r.n, r.sender(), nil
+}
+
+// sender returns the address the last datagram came from.
+func (r *rawReader) sender() netip.AddrPort {
+	switch r.from.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.from))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), getPort(&sa.Port))
+	case unix.AF_INET6:
+		a := netip.AddrFrom16(r.from.Addr)
+		if r.from.Scope_id != 0 {
+			a = a.WithZone(strconv.FormatUint(uint64(r.from.Scope_id), 10))
+		}
+		return netip.AddrPortFrom(a, getPort(&r.from.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// getPort reads a port in network byte order.
+func getPort(p *uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(p))
+	return uint16(b[0])<<8 | uint16(b[1])
 }

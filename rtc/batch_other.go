@@ -2,7 +2,10 @@
 
 package rtc
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 // batchSys is empty where datagrams are sent one by one.
 type batchSys struct{}
@@ -25,4 +28,15 @@ func (s loopSender) send(b *batch) (dropped int) {
 		}
 	}
 	return dropped
+}
+
+// stdReader reads with the socket's own method.
+type stdReader struct{ conn *net.UDPConn }
+
+func newDatagramReader(conn *net.UDPConn) (datagramReader, error) {
+	return stdReader{conn}, nil
+}
+
+func (r stdReader) read(b []byte) (int, netip.AddrPort, error) {
+	return r.conn.ReadFromUDPAddrPort(b)
 }

@@ -3,8 +3,10 @@ package rtc
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -189,5 +191,84 @@ func TestBatchConnReserve(t *testing.T) {
 		if string(buf[:n]) != want {
 			t.Fatalf("received %q, want %q (an empty datagram for the slot given up?)", buf[:n], want)
 		}
+	}
+}
+
+// TestBatchConnReads: the media socket reads each datagram whole, with
+// its sender's address, from IPv4 and (on a dual-stack socket) IPv6
+// senders; it honours a read deadline, refuses an empty buffer, and
+// reports a closed socket as net.ErrClosed, which ends pion's read loop.
+func TestBatchConnReads(t *testing.T) {
+	for _, tc := range []struct{ network, host, from string }{
+		{"udp4", "127.0.0.1", "127.0.0.1"},
+		{"udp", "::", "127.0.0.1"},
+		{"udp", "::", "::1"},
+	} {
+		t.Run(tc.network+" from "+tc.from, func(t *testing.T) {
+			uc, err := net.ListenUDP(tc.network, &net.UDPAddr{IP: net.ParseIP(tc.host)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := newBatchConn(uc, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			src, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(tc.from)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+			to := netip.AddrPortFrom(netip.MustParseAddr(tc.from), port)
+			buf := make([]byte, 1500)
+			for _, size := range []int{1, 200, 1400} {
+				want := bytes.Repeat([]byte{byte(size)}, size)
+				if _, err := src.WriteToUDPAddrPort(want, to); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, from, err := c.ReadFromAddrPort(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(buf[:n], want) {
+					t.Fatalf("read %d bytes, want the %d sent", n, size)
+				}
+				if sent := src.LocalAddr().(*net.UDPAddr).AddrPort(); unmapped(from) != unmapped(sent) {
+					t.Fatalf("a datagram from %v read as from %v", sent, from)
+				}
+			}
+			// Reading allocates nothing.
+			for range 300 {
+				if _, err := src.WriteToUDPAddrPort(buf[:100], to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if allocs := testing.AllocsPerRun(200, func() {
+				if _, _, err := c.ReadFromAddrPort(buf); err != nil {
+					t.Fatal(err)
+				}
+			}); allocs != 0 {
+				t.Fatalf("%v allocations per datagram read", allocs)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			for {
+				if _, _, err := c.ReadFromAddrPort(buf); err != nil {
+					break // the datagrams left over, then the deadline
+				}
+			}
+			if _, _, err := c.ReadFromAddrPort(buf); !os.IsTimeout(err) {
+				t.Fatalf("a read past its deadline: %v, want a timeout", err)
+			}
+			if _, _, err := c.ReadFromAddrPort(nil); err == nil {
+				t.Fatal("a read into an empty buffer: no error")
+			}
+			_ = c.SetReadDeadline(time.Time{})
+			_ = c.Close()
+			if _, _, err := c.ReadFromAddrPort(buf); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("a read from a closed socket: %v, want net.ErrClosed", err)
+			}
+		})
 	}
 }
