@@ -151,7 +151,9 @@ func TestCollectorReadsTheSFU(t *testing.T) {
 
 	m := metrics.New(metrics.Options{SFU: sfu, ToDevice: func() metrics.ToDevice {
 		return metrics.ToDevice{Handled: 7, Failed: 2, Ignored: 1, Sent: 9, SendFailed: 1}
-	}, Socket: func() metrics.Socket { return metrics.Socket{Batches: 3, Datagrams: 250, Dropped: 1} }})
+	}, Socket: func() metrics.Socket {
+		return metrics.Socket{Batches: 3, Datagrams: 250, Dropped: 1, RTCPTaken: 40, RTCPReplays: 2}
+	}})
 	fams, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +192,8 @@ func TestCollectorReadsTheSFU(t *testing.T) {
 		{"focus_media_socket_send_calls_total", nil, 3},
 		{"focus_media_socket_datagrams_sent_total", nil, 250},
 		{"focus_media_socket_datagrams_dropped_total", nil, 1},
+		{"focus_media_socket_rtcp_taken_total", nil, 40},
+		{"focus_media_socket_rtcp_replays_total", nil, 2},
 	} {
 		if got := value(t, fams, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -47,6 +47,8 @@ type batchConn struct {
 	done   chan struct{}
 
 	batches, datagrams, dropped atomic.Uint64
+	// RTCP the direct paths took, and replays they dropped.
+	rtcpTaken, rtcpReplays atomic.Uint64
 
 	// routes maps the remote address of each connection's selected ICE
 	// pair (unmapped, as an IPv4 address and not an IPv6-mapped one) to
@@ -188,8 +190,17 @@ func (c *batchConn) receive(pkt []byte, from netip.AddrPort) bool {
 		return false
 	}
 	c.rxMu.Lock()
-	defer c.rxMu.Unlock()
-	return p.receive(pkt, c.rxBuf[:])
+	v := p.receive(pkt, c.rxBuf[:])
+	c.rxMu.Unlock()
+	switch v {
+	case rtcpTaken:
+		c.rtcpTaken.Add(1)
+	case rtcpReplay:
+		if c.rtcpReplays.Add(1) == 1 {
+			c.log.Warn().Stringer("from", from).Msg("media socket: an SRTCP packet replayed; dropped (logged once)")
+		}
+	}
+	return v != rtcpLeft
 }
 
 // route moves p, a path that receives, from the remote address old to

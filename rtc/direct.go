@@ -54,9 +54,8 @@ type directPath struct {
 	// (batchConn.receive). open is nil where the profile is not GCM, and
 	// pion then receives everything.
 	open *srtcpOpener
-	// What the path took, which pion's pair statistics leave out, and
-	// the replays it dropped.
-	received, receivedBytes, replays atomic.Uint64
+	// What the path took, which pion's pair statistics leave out.
+	received, receivedBytes atomic.Uint64
 }
 
 var errNoDirectPath = errors.New("rtc: no direct path")
@@ -222,30 +221,38 @@ var errDirectClosed = errors.New("rtc: the connection is closed")
 // (docs/performance.md). Here it is decrypted into scratch (at least
 // len(pkt) bytes) and read in place.
 //
-// It reports false, with pkt untouched, for pion to handle as before:
-// a compound that starts with a sender report (told from the header in
-// the clear, so left without decrypting), or that holds a NACK, PLI or
-// FIR (which the tracks' RTCP loops answer) or anything else; a packet
-// that fails authentication, such as another connection's at a reused
-// address; and one sent unencrypted. A replay of a packet the path took
-// is dropped, with true: pion never saw the original to refuse it.
-func (p *directPath) receive(pkt, scratch []byte) bool {
+// It leaves pkt untouched, for pion to handle as before: a compound
+// that starts with a sender report (told from the header in the clear,
+// so left without decrypting), or that holds a NACK, PLI or FIR (which
+// the tracks' RTCP loops answer) or anything else; a packet that fails
+// authentication, such as another connection's at a reused address; and
+// one sent unencrypted. A replay of a packet the path took or left is
+// dropped: pion never saw the original of one taken, to refuse it.
+func (p *directPath) receive(pkt, scratch []byte) rtcpVerdict {
 	if p.open == nil || len(pkt) < srtcpHeaderSize || pkt[1] == ptSenderReport || len(scratch) < len(pkt) {
-		return false
+		return rtcpLeft
 	}
 	plain, err := p.open.open(scratch, pkt)
 	switch {
 	case errors.Is(err, errSRTCPReplay):
-		p.replays.Add(1)
-		return true
+		return rtcpReplay
 	case err != nil || !feedbackOnly(plain):
-		return false
+		return rtcpLeft
 	}
 	p.est.handleRTCP(plain)
 	p.received.Add(1)
 	p.receivedBytes.Add(uint64(len(pkt)))
-	return true
+	return rtcpTaken
 }
+
+// rtcpVerdict is what directPath.receive did with a packet.
+type rtcpVerdict uint8
+
+const (
+	rtcpLeft   rtcpVerdict = iota // left to pion
+	rtcpTaken                     // read by the estimator
+	rtcpReplay                    // dropped as a replay
+)
 
 // feedbackOnly reports whether the compound RTCP packet b is well formed
 // and holds only receiver reports, source descriptions, transport-wide

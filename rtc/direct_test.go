@@ -74,7 +74,7 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			sentBefore := e.SocketStats().Datagrams
+			statsBefore := e.SocketStats()
 			before, _ := focusPC.Traffic()
 			payload := func(key bool, n uint16) []byte {
 				b := []byte{0x10, 0x00, 0x9d, 0x01, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0}
@@ -126,7 +126,7 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 				t.Fatalf("frame %d arrived again", n)
 			case <-time.After(200 * time.Millisecond):
 			}
-			if sent := e.SocketStats().Datagrams - sentBefore; sent < 100 {
+			if sent := e.SocketStats().Datagrams - statsBefore.Datagrams; sent < 100 {
 				t.Fatalf("the media socket sent %d datagrams for 100 frames", sent)
 			}
 			// The connection's traffic counts what the path sent,
@@ -149,6 +149,9 @@ func TestDirectPathCarriesMedia(t *testing.T) {
 			}
 			if after, _ := focusPC.Traffic(); after.PacketsIn-before.PacketsIn < path.received.Load() {
 				t.Fatalf("the connection's traffic counts %d packets in, fewer than the %d the path took", after.PacketsIn-before.PacketsIn, path.received.Load())
+			}
+			if st := e.SocketStats(); st.RTCPTaken == statsBefore.RTCPTaken || st.RTCPReplays != 0 {
+				t.Fatalf("the socket counts %d RTCP packets taken and %d replays", st.RTCPTaken-statsBefore.RTCPTaken, st.RTCPReplays)
 			}
 			if err := viewer.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: <-ssrc}}); err != nil {
 				t.Fatal(err)

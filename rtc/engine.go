@@ -207,11 +207,16 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// SocketStats counts what the media socket sent.
+// SocketStats counts what the media socket sent, and the RTCP it read
+// for the direct paths.
 type SocketStats struct {
 	// Batches and Datagrams count the system calls that sent datagrams
 	// and the datagrams they sent; Dropped, datagrams the kernel refused.
 	Batches, Datagrams, Dropped uint64
+	// RTCPTaken counts the SRTCP packets the direct paths read (the
+	// subscribers' feedback), which pion never sees; RTCPReplays, those
+	// they dropped as replays.
+	RTCPTaken, RTCPReplays uint64
 }
 
 // SocketStats returns the media socket's counters; zero on a simulated
@@ -221,5 +226,8 @@ func (e *Engine) SocketStats() SocketStats {
 	if !ok {
 		return SocketStats{}
 	}
-	return SocketStats{Batches: c.batches.Load(), Datagrams: c.datagrams.Load(), Dropped: c.dropped.Load()}
+	return SocketStats{
+		Batches: c.batches.Load(), Datagrams: c.datagrams.Load(), Dropped: c.dropped.Load(),
+		RTCPTaken: c.rtcpTaken.Load(), RTCPReplays: c.rtcpReplays.Load(),
+	}
 }

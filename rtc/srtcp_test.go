@@ -188,7 +188,7 @@ func TestSRTCPWindow(t *testing.T) {
 // transport-wide feedback, REMB and receiver reports, and feeds the
 // estimator; it leaves to pion, untouched, compounds with a sender
 // report, NACK or PLI, packets under another key and unencrypted ones;
-// it drops a replay of what it took, and takes nothing with a profile
+// it drops a replay of what it opened, and takes nothing with a profile
 // that is not GCM.
 func TestDirectPathReceive(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -212,37 +212,38 @@ func TestDirectPathReceive(t *testing.T) {
 		return s
 	}
 	scratch := make([]byte, 1500)
-	receive := func(pkt []byte, want bool) {
+	receive := func(pkt []byte, want rtcpVerdict) {
 		t.Helper()
 		before := bytes.Clone(pkt)
 		if got := p.receive(pkt, scratch); got != want {
-			t.Fatalf("taken %v, want %v", got, want)
+			t.Fatalf("verdict %d, want %d", got, want)
 		}
-		if !want && !bytes.Equal(pkt, before) {
+		if want == rtcpLeft && !bytes.Equal(pkt, before) {
 			t.Fatal("a packet left to pion was changed")
 		}
 	}
 	kinds := someRTCP(t, 0x42)
 	twcc, remb, nack, pli, sr := seal(kinds[0]), seal(kinds[1]), seal(kinds[2]), seal(kinds[3]), seal(kinds[4])
 
-	receive(twcc, true)
+	receive(twcc, rtcpTaken)
 	if !est.twcc.Load() {
 		t.Fatal("transport-wide feedback taken did not reach the estimator")
 	}
-	receive(remb, true)
+	receive(remb, rtcpTaken)
 	if got := est.remb.Load(); got != 1e6 {
 		t.Fatalf("REMB taken: the estimator has %d bit/s, want 1000000", got)
 	}
 	if got, bytes := p.received.Load(), p.receivedBytes.Load(); got != 2 || bytes != uint64(len(twcc)+len(remb)) {
 		t.Fatalf("the path counts %d packets and %d bytes taken, want 2 and %d", got, bytes, len(twcc)+len(remb))
 	}
-	receive(nack, false)
-	receive(pli, false)
-	receive(sr, false)
+	receive(nack, rtcpLeft)
+	receive(pli, rtcpLeft)
+	receive(sr, rtcpLeft)
 
-	receive(twcc, true)
-	if p.replays.Load() != 1 || p.received.Load() != 2 {
-		t.Fatalf("a replay: %d replays and %d taken, want 1 and 2", p.replays.Load(), p.received.Load())
+	receive(twcc, rtcpReplay)
+	receive(nack, rtcpReplay) // opened once already, though left to pion
+	if p.received.Load() != 2 {
+		t.Fatalf("after replays the path counts %d packets taken, want 2", p.received.Load())
 	}
 
 	otherKey, otherSalt := gcmKeys(t, rng, profile)
@@ -254,10 +255,10 @@ func TestDirectPathReceive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	receive(s, false)
-	receive(seal([]byte{0x80, 201, 0, 1, 0, 0, 0, 0x42}), true) // a bare receiver report
+	receive(s, rtcpLeft)
+	receive(seal([]byte{0x80, 201, 0, 1, 0, 0, 0, 0x42}), rtcpTaken) // a bare receiver report
 	// A malformed compound, well sealed: pion's, which refuses it as before.
-	receive(seal([]byte{0x80, 201, 0, 9, 0, 0, 0, 0x42}), false)
+	receive(seal([]byte{0x80, 201, 0, 9, 0, 0, 0, 0x42}), rtcpLeft)
 
 	// Taking feedback allocates nothing.
 	fresh := make([][]byte, 300)
@@ -266,7 +267,7 @@ func TestDirectPathReceive(t *testing.T) {
 	}
 	next := 0
 	if allocs := testing.AllocsPerRun(200, func() {
-		if !p.receive(fresh[next], scratch) {
+		if p.receive(fresh[next], scratch) != rtcpTaken {
 			t.Fatal("feedback not taken")
 		}
 		next++
@@ -275,7 +276,7 @@ func TestDirectPathReceive(t *testing.T) {
 	}
 
 	none := &directPath{est: est}
-	if none.receive(seal(kinds[0]), scratch) {
+	if none.receive(seal(kinds[0]), scratch) != rtcpLeft {
 		t.Fatal("a path without an opener (not GCM) took a packet")
 	}
 }
@@ -307,7 +308,7 @@ func FuzzSRTCPOpen(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		taken := p.receive(pkt, make([]byte, 1500))
+		taken := p.receive(pkt, make([]byte, 1500)) == rtcpTaken
 		if sealIt && len(b) >= srtcpHeaderSize && len(b) <= 1400 {
 			want := b[1] != ptSenderReport && feedbackOnly(b)
 			if taken != want {

@@ -38,7 +38,10 @@ func newMetrics(s *Server) *metrics.Metrics {
 	}
 	opts := metrics.Options{SFU: s.sfu, Socket: func() metrics.Socket {
 		st := s.engine.SocketStats()
-		return metrics.Socket{Batches: st.Batches, Datagrams: st.Datagrams, Dropped: st.Dropped}
+		return metrics.Socket{
+			Batches: st.Batches, Datagrams: st.Datagrams, Dropped: st.Dropped,
+			RTCPTaken: st.RTCPTaken, RTCPReplays: st.RTCPReplays,
+		}
 	}}
 	if s.cfg.Matrix.Enabled {
 		opts.ToDevice = s.toDeviceCounts

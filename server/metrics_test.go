@@ -112,6 +112,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"focus_plis_sent_total", nil, func(v float64) bool { return v >= 0 }, "present"},
 		{"focus_media_socket_datagrams_sent_total", nil, func(v float64) bool { return v >= 40 }, ">= 40"},
 		{"focus_media_socket_send_calls_total", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
+		{"focus_media_socket_rtcp_taken_total", nil, func(v float64) bool { return v >= 0 }, "present"},
+		{"focus_media_socket_rtcp_replays_total", nil, func(v float64) bool { return v == 0 }, "0"},
 		{"focus_http_requests_total", []string{"route", "whip", "method", "post", "code", "201"}, func(v float64) bool { return v == 1 }, "1"},
 		{"focus_http_requests_total", []string{"route", "whep", "method", "post", "code", "201"}, func(v float64) bool { return v == 1 }, "1"},
 		{"focus_http_requests_total", []string{"route", "metrics", "method", "get", "code", "401"}, func(v float64) bool { return v == 1 }, "1"},
