@@ -29,6 +29,9 @@ const (
 	// srtcpWindowSize is how far behind the newest index a packet may
 	// come and still be taken once, as pion's window for SRTCP.
 	srtcpWindowSize = 64
+	// maxSRTCPSenders bounds the SSRCs a peer's SRTCP is taken from, and
+	// so the list searched per packet. A browser sends from one or two.
+	maxSRTCPSenders = 16
 )
 
 // srtcpWindow is the replay window of one sending SSRC: the newest
@@ -46,6 +49,7 @@ var (
 	errSRTCPUnencrypted = errors.New("rtc: an SRTCP packet not encrypted (E flag clear)")
 	errSRTCPAuth        = errors.New("rtc: an SRTCP packet failed authentication")
 	errSRTCPReplay      = errors.New("rtc: an SRTCP packet replayed or too old")
+	errSRTCPSenders     = errors.New("rtc: SRTCP from more senders than the direct path keeps")
 )
 
 // newSRTCPOpener derives the SRTCP session key and salt from the remote
@@ -63,8 +67,9 @@ func newSRTCPOpener(masterKey, masterSalt []byte) (*srtcpOpener, error) {
 // open authenticates pkt and decrypts it into dst, which must hold
 // len(pkt) bytes, and returns the compound RTCP packet in dst. A packet
 // is taken once: its index is marked, and the same index again (or one
-// from behind the window) is errSRTCPReplay. A packet sent unencrypted (which browsers never do) is
-// errSRTCPUnencrypted, left for pion.
+// from behind the window) is errSRTCPReplay. A packet sent unencrypted
+// (which browsers never do) is errSRTCPUnencrypted, and one from a
+// sender past maxSRTCPSenders is errSRTCPSenders: both left for pion.
 func (o *srtcpOpener) open(dst, pkt []byte) ([]byte, error) {
 	if len(pkt) < srtcpHeaderSize+gcmTagSize+srtcpIndexSize {
 		return nil, errSRTCPShort
@@ -96,6 +101,9 @@ func (o *srtcpOpener) open(dst, pkt []byte) ([]byte, error) {
 	// Authenticated before the replay check, so that only the peer's own
 	// packets count as replays (and make windows).
 	w := o.window(ssrc)
+	if w == nil {
+		return nil, errSRTCPSenders
+	}
 	if !w.fresh(index) {
 		return nil, errSRTCPReplay
 	}
@@ -103,13 +111,17 @@ func (o *srtcpOpener) open(dst, pkt []byte) ([]byte, error) {
 	return dst[:n+len(plain)], nil
 }
 
-// window returns ssrc's replay window, making it with the first packet.
-// A peer sends SRTCP from one SSRC or a few, so a list beats a map.
+// window returns ssrc's replay window, making it with the first packet,
+// or nil past maxSRTCPSenders. A peer sends SRTCP from one SSRC or a
+// few, so a list beats a map.
 func (o *srtcpOpener) window(ssrc uint32) *srtcpWindow {
 	for i := range o.senders {
 		if o.senders[i].ssrc == ssrc {
 			return &o.senders[i]
 		}
+	}
+	if len(o.senders) == maxSRTCPSenders {
+		return nil
 	}
 	o.senders = append(o.senders, srtcpWindow{ssrc: ssrc})
 	return &o.senders[len(o.senders)-1]

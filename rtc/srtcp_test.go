@@ -61,8 +61,8 @@ func someRTCP(t testing.TB, ssrc uint32) [][]byte {
 // TestSRTCPOpenerMatchesPion: what pion's srtp.Context encrypts as SRTCP,
 // for both GCM key lengths and two senders interleaved, the focus's
 // opener decrypts to the same RTCP; it refuses each packet a second
-// time, a packet altered in any byte, one under another key, and one
-// sent unencrypted.
+// time, a packet altered in any byte, one under another key, one sent
+// unencrypted, and senders past its bound.
 func TestSRTCPOpenerMatchesPion(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, profile := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm} {
@@ -142,6 +142,31 @@ func TestSRTCPOpenerMatchesPion(t *testing.T) {
 		}
 		if _, err := open.open(dst, s); !errors.Is(err, errSRTCPUnencrypted) {
 			t.Fatalf("%v: an unencrypted packet: %v, want it refused as unencrypted", profile, err)
+		}
+		// Past maxSRTCPSenders new senders are left to pion; known
+		// ones are still taken.
+		for ssrc := uint32(1); ; ssrc++ {
+			p, err := sender.EncryptRTCP(nil, someRTCP(t, ssrc)[0], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = open.open(dst, p)
+			if errors.Is(err, errSRTCPSenders) {
+				if len(open.senders) != maxSRTCPSenders {
+					t.Fatalf("%v: senders refused after %d, want %d", profile, len(open.senders), maxSRTCPSenders)
+				}
+				break
+			}
+			if err != nil {
+				t.Fatalf("%v: sender %d: %v", profile, ssrc, err)
+			}
+		}
+		known, err := sender.EncryptRTCP(nil, plain[1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := open.open(dst, known); err != nil {
+			t.Fatalf("%v: a known sender's packet, with the list full: %v", profile, err)
 		}
 		for n := range srtcpHeaderSize + gcmTagSize + srtcpIndexSize {
 			if _, err := open.open(dst, s[:n]); !errors.Is(err, errSRTCPShort) {
