@@ -323,18 +323,20 @@ func FuzzSRTCPOpen(f *testing.F) {
 			t.Fatal(err)
 		}
 		p := &directPath{est: newEstimator(), open: open}
-		pkt := b
+		pkt, sealed := b, false
 		if sealIt && len(b) >= srtcpHeaderSize && len(b) <= 1400 {
 			remote, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAeadAes128Gcm)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pkt, err = remote.EncryptRTCP(nil, b, nil); err != nil {
-				t.Fatal(err)
+			// pion seals only what it reads as RTCP (version 2); what it
+			// refuses is offered as it is.
+			if s, err := remote.EncryptRTCP(nil, b, nil); err == nil {
+				pkt, sealed = s, true
 			}
 		}
 		taken := p.receive(pkt, make([]byte, 1500)) == rtcpTaken
-		if sealIt && len(b) >= srtcpHeaderSize && len(b) <= 1400 {
+		if sealed {
 			want := b[1] != ptSenderReport && feedbackOnly(b)
 			if taken != want {
 				t.Fatalf("%x sealed: taken %v, want %v", b, taken, want)
