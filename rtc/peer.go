@@ -31,9 +31,9 @@ type Traffic struct {
 
 // Traffic returns what the connection carried over its selected ICE pair
 // (pion's pair statistics), with the RTP the direct path sent and the
-// RTCP it took, which pion never sees. It reports false while there is no pair. pion's ICE
-// transport reads its gatherer without a lock while it is starting, so
-// ask only once the connection has been connected.
+// RTCP it took, which pion never sees. It reports false while there is
+// no pair. pion's ICE transport reads its gatherer without a lock while
+// it is starting, so ask only once the connection has been connected.
 func (p *Peer) Traffic() (Traffic, bool) {
 	s, ok := p.SCTP().Transport().ICETransport().GetSelectedCandidatePairStats()
 	if !ok {

@@ -1,7 +1,6 @@
 package rtc
 
 import (
-	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 )
@@ -12,9 +11,7 @@ import (
 // sending SSRC. It serves the direct receive path (directPath.receive);
 // pion's own SRTCP session decrypts whatever that path leaves to it.
 type srtcpOpener struct {
-	aead    cipher.AEAD
-	salt    [gcmNonceSize]byte
-	iv      [gcmNonceSize]byte // each packet's, here so as not to escape
+	gcmSession
 	aad     [srtcpHeaderSize + srtcpIndexSize]byte
 	senders []srtcpWindow
 }
@@ -56,9 +53,7 @@ var (
 // peer's master key (16 or 32 bytes) and master salt (12).
 func newSRTCPOpener(masterKey, masterSalt []byte) (*srtcpOpener, error) {
 	o := &srtcpOpener{}
-	var err error
-	o.aead, err = newGCMSession(masterKey, masterSalt, labelSRTCPKey, labelSRTCPSalt, &o.salt)
-	if err != nil {
+	if err := o.init(masterKey, masterSalt, labelSRTCPKey, labelSRTCPSalt); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -80,21 +75,13 @@ func (o *srtcpOpener) open(dst, pkt []byte) ([]byte, error) {
 	}
 	index := binary.BigEndian.Uint32(trailer) &^ (srtcpEFlag << 24)
 	ssrc := binary.BigEndian.Uint32(pkt[4:8])
-	// The IV (RFC 7714 §9.1): two zero bytes, the SSRC, two zero bytes
-	// and the index, XORed with the session salt. The associated data:
-	// the clear header and the E flag with the index.
-	iv := &o.iv
-	*iv = [gcmNonceSize]byte{}
-	binary.BigEndian.PutUint32(iv[2:], ssrc)
-	binary.BigEndian.PutUint32(iv[8:], index)
-	for i := range iv {
-		iv[i] ^= o.salt[i]
-	}
+	// The associated data: the clear header, and the E flag with the
+	// index.
 	copy(o.aad[:], pkt[:srtcpHeaderSize])
 	copy(o.aad[srtcpHeaderSize:], trailer)
 	sealed := pkt[srtcpHeaderSize : len(pkt)-srtcpIndexSize]
 	n := copy(dst, pkt[:srtcpHeaderSize])
-	plain, err := o.aead.Open(dst[n:n], iv[:], sealed, o.aad[:])
+	plain, err := o.aead.Open(dst[n:n], o.nonce(ssrc, uint64(index)), sealed, o.aad[:])
 	if err != nil {
 		return nil, errSRTCPAuth
 	}

@@ -52,10 +52,18 @@ func checkRoom(buf []byte, n int, payload []byte, tag int) error {
 // (docs/performance.md). TestGCMSealerMatchesPion holds it to pion's
 // output byte for byte, across sequence-number wraps and retransmissions.
 type gcmSealer struct {
-	aead    cipher.AEAD
-	salt    [gcmNonceSize]byte
-	iv      [gcmNonceSize]byte // each packet's, here so as not to escape
+	gcmSession
 	streams []gcmStream
+}
+
+// gcmSession is the cipher of one direction of SRTP or SRTCP with a GCM
+// profile: the AEAD under the session key, and the session salt of its
+// IVs. The focus's sealer and its SRTCP opener (srtcpOpener) each have
+// one.
+type gcmSession struct {
+	aead cipher.AEAD
+	salt [gcmNonceSize]byte
+	iv   [gcmNonceSize]byte // each packet's, here so as not to escape
 }
 
 // gcmNonceSize is the length of an RFC 7714 IV, and of its session salt;
@@ -88,37 +96,49 @@ type gcmStream struct {
 // or 32 bytes and a master salt of 12.
 func newGCMSealer(masterKey, masterSalt []byte) (*gcmSealer, error) {
 	s := &gcmSealer{}
-	var err error
-	s.aead, err = newGCMSession(masterKey, masterSalt, labelSRTPKey, labelSRTPSalt, &s.salt)
-	if err != nil {
+	if err := s.init(masterKey, masterSalt, labelSRTPKey, labelSRTPSalt); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// newGCMSession derives the AEAD and session salt of SRTP or SRTCP
-// (by the labels) from a master key of 16 or 32 bytes and a master salt
-// of 12.
-func newGCMSession(masterKey, masterSalt []byte, keyLabel, saltLabel byte, salt *[gcmNonceSize]byte) (cipher.AEAD, error) {
+// init derives the session key and salt of SRTP or SRTCP (by the
+// labels) from a master key of 16 or 32 bytes and a master salt of 12.
+func (g *gcmSession) init(masterKey, masterSalt []byte, keyLabel, saltLabel byte) error {
 	if len(masterSalt) != gcmNonceSize {
-		return nil, fmt.Errorf("rtc: an SRTP GCM master salt has %d bytes, not %d", len(masterSalt), gcmNonceSize)
+		return fmt.Errorf("rtc: an SRTP GCM master salt has %d bytes, not %d", len(masterSalt), gcmNonceSize)
 	}
 	master, err := aes.NewCipher(masterKey) // refuses lengths other than 16, 24 and 32
 	if err != nil {
-		return nil, fmt.Errorf("rtc: SRTP master key: %w", err)
+		return fmt.Errorf("rtc: SRTP master key: %w", err)
 	}
 	key := make([]byte, len(masterKey))
 	srtpKDF(master, keyLabel, masterSalt, key)
-	srtpKDF(master, saltLabel, masterSalt, salt[:])
+	srtpKDF(master, saltLabel, masterSalt, g.salt[:])
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("rtc: SRTP session key: %w", err)
+		return fmt.Errorf("rtc: SRTP session key: %w", err)
 	}
-	aead, err := cipher.NewGCMWithTagSize(block, gcmTagSize)
-	if err != nil {
-		return nil, fmt.Errorf("rtc: SRTP GCM: %w", err)
+	if g.aead, err = cipher.NewGCMWithTagSize(block, gcmTagSize); err != nil {
+		return fmt.Errorf("rtc: SRTP GCM: %w", err)
 	}
-	return aead, nil
+	return nil
+}
+
+// nonce returns the IV of a packet (RFC 7714 §8.1 and §9.1): two zero
+// bytes, the SSRC and the 48-bit packet index, XORed with the session
+// salt. SRTP's index is the rollover counter and the sequence number;
+// SRTCP's, the 31-bit SRTCP index.
+func (g *gcmSession) nonce(ssrc uint32, index uint64) []byte {
+	iv := &g.iv
+	iv[0], iv[1] = 0, 0
+	binary.BigEndian.PutUint32(iv[2:], ssrc)
+	binary.BigEndian.PutUint16(iv[6:], uint16(index>>32))
+	binary.BigEndian.PutUint32(iv[8:], uint32(index))
+	for i := range iv {
+		iv[i] ^= g.salt[i]
+	}
+	return iv[:]
 }
 
 // srtpKDF fills out with the session key or salt of label (RFC 3711
@@ -143,17 +163,8 @@ func (s *gcmSealer) seal(buf []byte, n int, h *rtp.Header, payload []byte) ([]by
 		return nil, err
 	}
 	roc := s.stream(h.SSRC).rollover(h.SequenceNumber)
-	// The IV (RFC 7714 §8.1): two zero bytes, the SSRC, the rollover
-	// counter and the sequence number, XORed with the session salt.
-	iv := &s.iv
-	iv[0], iv[1] = 0, 0
-	binary.BigEndian.PutUint32(iv[2:], h.SSRC)
-	binary.BigEndian.PutUint32(iv[6:], roc)
-	binary.BigEndian.PutUint16(iv[10:], h.SequenceNumber)
-	for i := range iv {
-		iv[i] ^= s.salt[i]
-	}
-	return s.aead.Seal(buf[:n], iv[:], payload, buf[:n]), nil
+	iv := s.nonce(h.SSRC, uint64(roc)<<16|uint64(h.SequenceNumber))
+	return s.aead.Seal(buf[:n], iv, payload, buf[:n]), nil
 }
 
 // stream returns ssrc's state, making it with the first packet. A
